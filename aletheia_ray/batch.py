@@ -1,0 +1,51 @@
+"""The data that flows between pipeline stages.
+
+prompts -> rollout (``Generation`` per sample) -> reward (``reward`` filled) -> reference/old
+logprobs -> advantages -> learner (``TrainBatch``: padded tensors). Pure data: no Ray here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import torch
+
+
+@dataclass
+class Generation:
+    """One sampled response to one prompt, as the rollout engine produced it."""
+
+    prompt_index: int  # which prompt of the step (samples of one prompt form a GRPO group)
+    prompt_ids: list[int]
+    response_ids: list[int]
+    text: str
+    finish_reason: str  # "stop" | "length"
+    rollout_logprobs: list[float]  # engine's per-token sampling logprobs (post-temperature)
+    reward: Optional[float] = None
+    meta: dict[str, Any] = field(default_factory=dict)  # idx, parsed verdict, parse ok, ...
+
+
+@dataclass
+class TrainBatch:
+    """Right-padded token sequences (prompt + response) with per-token response quantities.
+
+    All per-token tensors are aligned with ``input_ids[:, 1:]`` (the token being predicted), so
+    ``logprobs[b, t]`` is log p(input_ids[b, t+1] | input_ids[b, :t+1]).
+    """
+
+    input_ids: torch.Tensor  # [B, T] long
+    attention_mask: torch.Tensor  # [B, T] long/bool
+    loss_mask: torch.Tensor  # [B, T-1] float: 1 on response tokens
+    advantages: torch.Tensor  # [B] or [B, T-1] float
+    old_logprobs: Optional[torch.Tensor] = None  # [B, T-1] from the learner before the update
+    ref_logprobs: Optional[torch.Tensor] = None  # [B, T-1] from the reference actor
+    rollout_logprobs: Optional[torch.Tensor] = None  # [B, T-1] from the rollout engine (TIS)
+
+    def __len__(self) -> int:
+        return self.input_ids.shape[0]
+
+    def slice(self, start: int, end: int) -> "TrainBatch":
+        def cut(t):
+            return None if t is None else t[start:end]
+
+        return TrainBatch(**{k: cut(v) for k, v in self.__dict__.items()})
