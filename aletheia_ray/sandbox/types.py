@@ -44,6 +44,7 @@ class Submission:
     atol: float = 0.0
     time_limit_s: float = 10.0
     memory_limit_mb: int = 1024
+    output_limit_mb: int = 64  # stdout cap per test process; beyond it the test is OLE
 
 
 @dataclass
@@ -61,6 +62,7 @@ class SubmissionResult:
     tests: list[TestResult] = field(default_factory=list)
     compile: dict[str, Any] = field(default_factory=dict)  # {"status", "time_s", "stderr"}
     isolation: str = ""  # level the executor achieved (see executor.probe())
+    detail: str = ""  # why, for CE / InfraError (e.g. "bwrap failed: ...")
 
     def to_row(self) -> dict[str, Any]:
         row = asdict(self)

@@ -1,0 +1,254 @@
+"""Learner group: N DeepSpeed ZeRO-2 ranks as Ray actors forming one process group.
+
+``LearnerGroup`` (driver side) shards a ``TrainBatch`` over the ranks; each ``LearnerRank`` runs
+forward/backward over its micro-batches. Token-level (DAPO) normalisation uses the GLOBAL token
+count: every rank's loss is ``sum(its tokens) / global_tokens * world_size`` because ZeRO averages
+gradients over ranks. Gradient accumulation: the accumulation boundary is set by hand on the last
+micro-batch, so one ``train_step`` is exactly one optimizer step whatever the batch size.
+"""
+from __future__ import annotations
+
+import math
+import os
+import socket
+from typing import Any, Iterator, Optional
+
+import ray
+import torch
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+from aletheia_ray.algorithms.logprobs import causal_lm_logprobs, masked_sum
+from aletheia_ray.algorithms.registry import check_loss_kwargs, compute_loss
+from aletheia_ray.algorithms.schedules import constant_with_warmup_scheduler
+from aletheia_ray.batch import TrainBatch
+
+try:
+    from aletheia_ray.sync import WeightSenderMixin
+except ImportError:  # engineer R's weight-sync package has not landed in the tree yet
+    WeightSenderMixin = object
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+_ADDITIVE = "additive"  # loss metrics are sums over tokens / global count: add across micro-batches and ranks
+
+
+def load_causal_lm(model_path: str, dtype: str, attn_implementation: str) -> torch.nn.Module:
+    """A HF causal LM in eval mode (dropout off: RL logprobs must not depend on dropout noise)."""
+    from transformers import AutoModelForCausalLM
+
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; choose one of {sorted(DTYPES)}")
+    if not os.path.isdir(model_path):
+        raise FileNotFoundError(f"model directory {model_path!r} does not exist")
+    model = AutoModelForCausalLM.from_pretrained(
+        model_path, dtype=DTYPES[dtype], attn_implementation=attn_implementation
+    )
+    return model.eval()
+
+
+def batch_logprobs(model, batch: TrainBatch, micro_batch_size: int, temperature: float) -> torch.Tensor:
+    """[B, T-1] float32 CPU logprobs, computed in micro-batches without gradients."""
+    device = next(model.parameters()).device
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(batch), micro_batch_size):
+            mb = batch.slice(start, start + micro_batch_size)
+            logprobs, _ = causal_lm_logprobs(
+                model, mb.input_ids.to(device), mb.attention_mask.to(device), temperature
+            )
+            out.append(logprobs.float().cpu())
+    return torch.cat(out, dim=0)
+
+
+def shard_rows(batch: TrainBatch, num_shards: int) -> list[TrainBatch]:
+    """Contiguous, near-equal row shards (sizes differ by at most one)."""
+    if len(batch) < num_shards:
+        raise ValueError(f"batch of {len(batch)} rows cannot be split over {num_shards} learner ranks")
+    base, extra = divmod(len(batch), num_shards)
+    shards, start = [], 0
+    for r in range(num_shards):
+        end = start + base + (1 if r < extra else 0)
+        shards.append(batch.slice(start, end))
+        start = end
+    return shards
+
+
+class LearnerRank(WeightSenderMixin):
+    """One data-parallel rank: HF model wrapped by a DeepSpeed ZeRO-2 engine."""
+
+    def __init__(self, rank: int, world_size: int, model_path: str, *, lr: float, weight_decay: float,
+                 warmup_steps: int, grad_clip: float, micro_batch_size: int, dtype: str,
+                 attn_implementation: str, backend: str, seed: int):
+        self.rank, self.world_size, self.model_path = rank, world_size, model_path
+        self.opt = dict(lr=lr, weight_decay=weight_decay, warmup_steps=warmup_steps, grad_clip=grad_clip,
+                        micro_batch_size=micro_batch_size, dtype=dtype, attn_implementation=attn_implementation,
+                        backend=backend, seed=seed)
+        self.micro_batch_size = micro_batch_size
+        self.engine = None
+
+    def master_address(self) -> tuple[str, int]:
+        """Rank 0 picks the rendezvous address (its node IP) and a free port."""
+        with socket.socket() as s:
+            s.bind(("", 0))
+            port = s.getsockname()[1]
+        return ray.util.get_node_ip_address(), port
+
+    def init_process_group(self, master_addr: str, master_port: int) -> None:
+        """Join the process group (all ranks call this concurrently) and build the ZeRO-2 engine."""
+        import deepspeed
+
+        o = self.opt
+        os.environ.update(MASTER_ADDR=master_addr, MASTER_PORT=str(master_port), RANK=str(self.rank),
+                          WORLD_SIZE=str(self.world_size), LOCAL_RANK="0")  # Ray pins one device per actor
+        deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False  # no ~90 s JIT build on CPU
+        deepspeed.init_distributed(dist_backend=o["backend"])
+        torch.manual_seed(o["seed"])
+        model = load_causal_lm(self.model_path, o["dtype"], o["attn_implementation"])
+        optimizer = torch.optim.AdamW(model.parameters(), lr=o["lr"], weight_decay=o["weight_decay"])
+        config = {
+            "train_micro_batch_size_per_gpu": o["micro_batch_size"],
+            "gradient_accumulation_steps": 1,  # accumulation is driven by hand, see train_step
+            "gradient_clipping": o["grad_clip"],
+            "zero_optimization": {"stage": 2, "overlap_comm": False, "contiguous_gradients": True},
+            "bf16": {"enabled": o["dtype"] == "bfloat16"},
+            "zero_allow_untested_optimizer": True,  # torch AdamW: no FusedAdam JIT build (~220 s)
+            "steps_per_print": 2**62,
+        }
+        self.engine, *_ = deepspeed.initialize(
+            model=model, optimizer=optimizer, config=config,
+            lr_scheduler=constant_with_warmup_scheduler(optimizer, o["warmup_steps"]),
+        )
+        self.engine.module.eval()
+
+    def compute_logprobs(self, shard: TrainBatch, temperature: float = 1.0) -> torch.Tensor:
+        return batch_logprobs(self.engine.module, shard, self.micro_batch_size, temperature)
+
+    def train_step(self, shard: TrainBatch, loss: str, loss_kwargs: dict, *, global_num_tokens: float,
+                   global_num_sequences: float, num_micro_batches: int, temperature: float = 1.0) -> dict:
+        """Accumulate gradients over ``num_micro_batches`` (the same on every rank: each backward is a
+        collective under ZeRO-2; a rank with fewer rows repeats its last micro-batch with weight 0),
+        then take one optimizer step. Returns additive metric sums and grad_norm / lr."""
+        engine = self.engine
+        micro = [shard.slice(s, s + self.micro_batch_size) for s in range(0, len(shard), self.micro_batch_size)]
+        weights = [1.0] * len(micro) + [0.0] * (num_micro_batches - len(micro))
+        micro += [micro[-1]] * (num_micro_batches - len(micro))
+        sums: dict[str, float] = {}
+        for i, (mb, weight) in enumerate(zip(micro, weights)):
+            engine.set_gradient_accumulation_boundary(i == num_micro_batches - 1)
+            logprobs, entropy = causal_lm_logprobs(
+                engine, mb.input_ids, mb.attention_mask, temperature, with_entropy=True
+            )
+            mb_loss, metrics = compute_loss(loss, logprobs, mb, global_num_tokens=global_num_tokens,
+                                            global_num_sequences=global_num_sequences, **loss_kwargs)
+            engine.backward(mb_loss * (weight * self.world_size))
+            engine.step()
+            metrics["loss"] = float(mb_loss.detach())
+            metrics["entropy"] = float(masked_sum(entropy, mb.loss_mask)) / global_num_tokens
+            for key, value in metrics.items():
+                sums[key] = sums.get(key, 0.0) + weight * value
+        grad_norm = engine.get_global_grad_norm()
+        return {_ADDITIVE: sums, "grad_norm": float(grad_norm) if grad_norm is not None else float("nan"),
+                "lr": float(engine.get_lr()[0])}
+
+    def save_checkpoint(self, directory: str, client_state: dict) -> None:
+        self.engine.save_checkpoint(directory, client_state=dict(client_state))
+
+    def load_checkpoint(self, directory: str) -> dict:
+        path, client_state = self.engine.load_checkpoint(directory)
+        if path is None:
+            raise FileNotFoundError(f"no DeepSpeed checkpoint found in {directory!r} (missing 'latest' tag?)")
+        return client_state
+
+    def full_state_dict(self) -> dict[str, torch.Tensor]:
+        """Cloned, contiguous CPU copies (a ZeRO-2 state_dict is views into one flat buffer: pickling
+        a view would serialize the whole buffer per tensor)."""
+        return {name: t.detach().to("cpu", copy=True).contiguous() for name, t in self.named_weights_for_sync()}
+
+    def named_weights_for_sync(self) -> Iterator[tuple[str, torch.Tensor]]:
+        """Full weights incl. ``lm_head.weight`` when tied (state_dict has it, named_parameters not)."""
+        for name, tensor in self.engine.module.state_dict().items():
+            yield name, tensor.detach()
+
+    def save_hf(self, directory: str) -> None:
+        """HF directory (weights + config + tokenizer) loadable by transformers and vLLM."""
+        from transformers import AutoTokenizer
+
+        self.engine.module.save_pretrained(directory, state_dict=self.full_state_dict())
+        AutoTokenizer.from_pretrained(self.model_path).save_pretrained(directory)
+
+
+class LearnerGroup:
+    """Driver-side handle over ``num_ranks`` ``LearnerRank`` actors (``self.ranks[0]`` sends weights)."""
+
+    def __init__(self, num_ranks: int, model_path: str, *, num_cpus_per_rank: float = 1,
+                 num_gpus_per_rank: float = 0, placement_group=None, lr: float, weight_decay: float = 0.0,
+                 warmup_steps: int = 0, grad_clip: float = 1.0, micro_batch_size: int, dtype: str = "float32",
+                 attn_implementation: str = "sdpa", backend: str = "gloo", seed: int = 0):
+        if num_ranks < 1 or micro_batch_size < 1:
+            raise ValueError(f"num_ranks ({num_ranks}) and micro_batch_size ({micro_batch_size}) must be >= 1")
+        if dtype not in DTYPES:
+            raise ValueError(f"unknown dtype {dtype!r}; choose one of {sorted(DTYPES)}")
+        self.num_ranks = num_ranks
+        actor_cls = ray.remote(LearnerRank)
+        self.ranks = []
+        for r in range(num_ranks):
+            strategy = None
+            if placement_group is not None:
+                strategy = PlacementGroupSchedulingStrategy(placement_group, placement_group_bundle_index=r)
+            self.ranks.append(actor_cls.options(
+                num_cpus=num_cpus_per_rank, num_gpus=num_gpus_per_rank, scheduling_strategy=strategy,
+                name=None).remote(
+                r, num_ranks, model_path, lr=lr, weight_decay=weight_decay, warmup_steps=warmup_steps,
+                grad_clip=grad_clip, micro_batch_size=micro_batch_size, dtype=dtype,
+                attn_implementation=attn_implementation, backend=backend, seed=seed))
+        self.micro_batch_size = micro_batch_size
+        addr, port = ray.get(self.ranks[0].master_address.remote())
+        ray.get([rank.init_process_group.remote(addr, port) for rank in self.ranks])
+
+    def compute_logprobs(self, batch: TrainBatch, temperature: float = 1.0) -> torch.Tensor:
+        shards = shard_rows(batch, min(self.num_ranks, len(batch)))
+        parts = ray.get([rank.compute_logprobs.remote(s, temperature) for rank, s in zip(self.ranks, shards)])
+        return torch.cat(parts, dim=0)
+
+    def train_step(self, batch: TrainBatch, loss: str, loss_kwargs: Optional[dict] = None, *,
+                   temperature: float = 1.0) -> dict[str, float]:
+        """One optimizer step over the whole batch; returns ``actor/*`` metrics."""
+        loss_kwargs = dict(loss_kwargs or {})
+        check_loss_kwargs(loss, loss_kwargs)  # fail here, not inside a collective on one rank
+        num_tokens = float(batch.loss_mask.sum())
+        if num_tokens <= 0:
+            raise ValueError("train_step got a batch without response tokens (loss_mask is all zero)")
+        num_sequences = float((batch.loss_mask.sum(-1) > 0).sum())
+        shards = shard_rows(batch, self.num_ranks)
+        num_micro = max(math.ceil(len(s) / self.micro_batch_size) for s in shards)
+        results = ray.get([
+            rank.train_step.remote(s, loss, loss_kwargs, global_num_tokens=num_tokens,
+                                   global_num_sequences=num_sequences, num_micro_batches=num_micro,
+                                   temperature=temperature)
+            for rank, s in zip(self.ranks, shards)
+        ])
+        metrics: dict[str, float] = {}
+        for result in results:
+            for key, value in result[_ADDITIVE].items():
+                metrics[f"actor/{key}"] = metrics.get(f"actor/{key}", 0.0) + value
+        metrics.update({"actor/grad_norm": results[0]["grad_norm"], "actor/lr": results[0]["lr"],
+                        "actor/num_tokens": num_tokens})
+        return metrics
+
+    def save_checkpoint(self, directory: str, client_state: dict[str, Any]) -> None:
+        ray.get([rank.save_checkpoint.remote(directory, client_state) for rank in self.ranks])
+
+    def load_checkpoint(self, directory: str) -> dict[str, Any]:
+        states = ray.get([rank.load_checkpoint.remote(directory) for rank in self.ranks])
+        return states[0]
+
+    def save_hf(self, directory: str) -> None:
+        ray.get(self.ranks[0].save_hf.remote(directory))
+
+    def get_weights_ref(self) -> ray.ObjectRef:
+        """ObjectRef of rank 0's cloned, contiguous CPU state dict (for ``ReferenceActor.load_weights``)."""
+        return self.ranks[0].full_state_dict.remote()
+
+    def shutdown(self) -> None:
+        for rank in self.ranks:
+            ray.kill(rank)
+        self.ranks = []

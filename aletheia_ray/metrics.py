@@ -1,0 +1,115 @@
+"""Verifier metrics (pure): ListAcc, parse rate, SC@K, Kendall tau-b tournaments, baselines.
+
+A verdict is a letter (``"B"``) or ``None`` when the completion was unparseable.
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import Iterable, Optional, Sequence, Union
+
+import numpy as np
+from scipy.stats import kendalltau
+
+from aletheia_ray.data.records import VerifierList
+
+Verdict = Optional[str]
+TAU_UNDEFINED_MODES = ("minus_one", "skip")
+
+
+def safe_mean(values: Sequence[float]) -> float:
+    if not values:
+        raise ValueError("cannot average an empty set of values")
+    return float(np.mean(values))
+
+
+def list_accuracy(verdicts: Sequence[Verdict], answers: Sequence[str]) -> float:
+    """ListAcc: share of lists whose verdict equals the correct letter (unparseable = wrong)."""
+    if len(verdicts) != len(answers):
+        raise ValueError(f"{len(verdicts)} verdicts for {len(answers)} answers")
+    return safe_mean([float(v is not None and v == a) for v, a in zip(verdicts, answers)])
+
+
+def parse_rate(verdicts: Sequence[Verdict]) -> float:
+    """Share of completions that parsed (a verdict that is not None)."""
+    return safe_mean([float(v is not None) for v in verdicts])
+
+
+def majority_vote(samples: Sequence[Verdict]) -> Verdict:
+    """Most frequent letter among parseable samples; unparseable samples do not vote.
+
+    Ties go to the tied letter that appears earliest in the sample order. Samples are drawn
+    i.i.d., so their order is exchangeable and this pick is distributed like a uniform random
+    choice among the tied letters, yet deterministic; counting ties as wrong would instead
+    push SC@2 below SC@1 whenever two samples disagree. ``None`` if no sample parsed.
+    """
+    counts = Counter(v for v in samples if v is not None)
+    if not counts:
+        return None
+    top = max(counts.values())
+    return next(v for v in samples if v is not None and counts[v] == top)
+
+
+def sc_at_k(samples_per_list: Sequence[Sequence[Verdict]], answers: Sequence[str], k: int) -> float:
+    """SC@K: ListAcc of the majority vote over the first ``k`` samples of every list."""
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    short = [i for i, s in enumerate(samples_per_list) if len(s) < k]
+    if short:
+        raise ValueError(f"{len(short)} lists have fewer than k={k} samples (first: position {short[0]})")
+    return list_accuracy([majority_vote(s[:k]) for s in samples_per_list], answers)
+
+
+def sc_k_values(max_k: int) -> list[int]:
+    """Powers of two up to ``max_k``, plus ``max_k`` itself when it is not one."""
+    ks = [2**p for p in range(int(math.log2(max_k)) + 1)] if max_k >= 1 else []
+    return ks + ([max_k] if ks and ks[-1] != max_k else [])
+
+
+def tournament_win_counts(num_candidates: int, outcomes: Iterable[tuple[int, int, Optional[int]]]) -> list[int]:
+    """Win counts from pairwise outcomes ``(i, j, winner)``; ``winner is None`` gives no win."""
+    wins = [0] * num_candidates
+    for i, j, winner in outcomes:
+        if winner is None:
+            continue
+        if winner not in (i, j):
+            raise ValueError(f"winner {winner} is not in pair ({i}, {j})")
+        wins[winner] += 1
+    return wins
+
+
+def kendall_tau_b(win_counts: Sequence[float], pass_rates: Sequence[float]) -> float:
+    """Kendall tau-b between tournament win counts and pass rates; nan when undefined
+    (all win counts equal, or all pass rates equal)."""
+    if len(win_counts) != len(pass_rates):
+        raise ValueError(f"{len(win_counts)} win counts for {len(pass_rates)} pass rates")
+    if len(set(win_counts)) < 2 or len(set(pass_rates)) < 2:
+        return float("nan")
+    return float(kendalltau(win_counts, pass_rates, variant="b").statistic)
+
+
+def mean_kendall_tau(taus: Sequence[float], undefined: str = "minus_one") -> tuple[Optional[float], int]:
+    """Average per-list taus; an undefined (nan) tau counts as -1 (the authors' code) or is
+    skipped. Returns (mean or None when nothing is left, number of undefined taus)."""
+    if undefined not in TAU_UNDEFINED_MODES:
+        raise ValueError(f"undefined must be one of {TAU_UNDEFINED_MODES}, got {undefined!r}")
+    n_undefined = sum(1 for t in taus if math.isnan(t))
+    if undefined == "minus_one":
+        kept = [-1.0 if math.isnan(t) else t for t in taus]
+    else:
+        kept = [t for t in taus if not math.isnan(t)]
+    return (float(np.mean(kept)) if kept else None), n_undefined
+
+
+def random_baseline_list_acc(lists: Iterable[Union[VerifierList, int]]) -> float:
+    """Expected ListAcc of a uniform random letter: mean of 1/n (lists or candidate counts)."""
+    sizes = [x if isinstance(x, int) else len(x.candidates) for x in lists]
+    return safe_mean([1.0 / n for n in sizes])
+
+
+def binomial_std_list_acc(lists: Iterable[Union[VerifierList, int]], samples_per_list: int = 1) -> float:
+    """Standard deviation of the random-guess ListAcc averaged over ``samples_per_list``
+    independent guesses per list (for "within sampling error" checks)."""
+    sizes = [x if isinstance(x, int) else len(x.candidates) for x in lists]
+    var = sum((1 / n) * (1 - 1 / n) for n in sizes) / samples_per_list / len(sizes) ** 2
+    return math.sqrt(var)

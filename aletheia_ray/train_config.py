@@ -1,0 +1,197 @@
+"""Schema of a training config (``aletheia-train --config X.yaml [dotted.overrides]``).
+
+Every section maps onto the keyword arguments of one stage (the controller does the mapping):
+``model`` -> model resolution, ``rollout`` -> ``RolloutPool``, ``learner`` -> ``LearnerGroup``,
+``reference`` -> ``ReferenceActor``, ``reward`` -> ``RewardPool``, ``sync`` -> ``WeightSync``,
+``algorithm`` -> advantages + loss, ``trainer`` -> the loop, ``cold_start`` -> SFT before RL.
+"""
+from __future__ import annotations
+
+import math
+from typing import Literal, Optional
+
+from pydantic import Field, field_validator, model_validator
+
+from aletheia_ray.config import StrictModel
+from aletheia_ray.rewards import REWARD_FNS, STYLES
+
+PositiveInt = Field(gt=0)
+
+
+class ModelConfig(StrictModel):
+    path: str = "embedded:tiny"  # a HF directory or "embedded:tiny" / "embedded:smollm2"
+    cache_dir: Optional[str] = None  # where embedded models are built (default: the models' cache)
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    attn_implementation: Literal["sdpa", "flash_attention_2", "eager"] = "sdpa"
+    max_model_len: int = Field(2048, gt=0)  # prompt + response tokens
+
+
+class SyntheticDataConfig(StrictModel):
+    num_lists: int = Field(256, gt=0)
+    num_candidates: list[int] = [2]
+    seed: int = 0
+
+
+class DataConfig(StrictModel):
+    kind: Literal["lists", "synthetic"] = "lists"
+    train_path: Optional[str] = None  # JSONL/parquet of verifier lists (kind: lists)
+    prompt_style: Literal["think", "instruct"] = "think"
+    shuffle: bool = True  # a fresh permutation per epoch, seeded by (seed, epoch)
+    synthetic: SyntheticDataConfig = SyntheticDataConfig()
+
+    @model_validator(mode="after")
+    def _needs_path(self):
+        if self.kind == "lists" and not self.train_path:
+            raise ValueError("data.train_path is required when data.kind is 'lists'")
+        return self
+
+
+class RolloutConfig(StrictModel):
+    num_engines: int = Field(1, gt=0)
+    num_cpus_per_engine: float = Field(1.0, gt=0)
+    num_gpus_per_engine: float = Field(0.0, ge=0)
+    tensor_parallel_size: int = Field(1, gt=0)
+    kv_cache_gb: float = Field(1.0, gt=0)
+    enforce_eager: bool = True
+    temperature: float = Field(1.0, gt=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    max_new_tokens: int = Field(256, gt=0)  # the response budget (paper: 16k)
+
+
+class LearnerConfig(StrictModel):
+    num_ranks: int = Field(2, gt=0)
+    num_cpus_per_rank: float = Field(1.0, gt=0)
+    num_gpus_per_rank: float = Field(0.0, ge=0)
+    lr: float = Field(1e-6, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    warmup_ratio: float = Field(0.05, ge=0, lt=1)  # constant schedule after a linear warm-up
+    grad_clip: float = Field(1.0, gt=0)
+    micro_batch_size: int = Field(4, gt=0)
+    backend: Literal["gloo", "nccl"] = "gloo"
+
+
+class ReferenceConfig(StrictModel):
+    enabled: bool = True  # ignored (off) when algorithm.beta == 0
+    sync_steps: int = Field(100, ge=0)  # re-sync from the learner every N steps; 0 = never
+    num_cpus: float = Field(1.0, gt=0)
+    num_gpus: float = Field(0.0, ge=0)
+
+
+class OverlongConfig(StrictModel):
+    enabled: bool = True  # DAPO soft overlong punishment over the last `cache` tokens of the budget
+    cache: int = Field(4096, gt=0)
+
+
+class SandboxRewardConfig(StrictModel):
+    num_actors: int = Field(2, gt=0)
+    num_cpus_per_actor: float = Field(0.5, gt=0)
+    backend: Literal["local", "sandboxfusion"] = "local"
+    url: Optional[str] = None
+    isolation: str = "auto"
+    submission_timeout_s: float = Field(600.0, gt=0)
+
+
+class RewardConfig(StrictModel):
+    kind: Literal["verdict", "pass_rate"] = "verdict"  # verifier lists | generated code in a sandbox
+    fn: str = "list_em"  # a name in aletheia_ray.rewards.REWARD_FNS (verdict rewards)
+    strict: bool = False  # the authors' strict training regex
+    num_actors: int = Field(1, gt=0)
+    num_cpus_per_actor: float = Field(0.1, gt=0)
+    overlong: OverlongConfig = OverlongConfig()
+    sandbox: SandboxRewardConfig = SandboxRewardConfig()
+
+    @field_validator("fn")
+    @classmethod
+    def _known_fn(cls, name: str) -> str:
+        if name not in REWARD_FNS:
+            raise ValueError(f"unknown reward fn {name!r}; known: {sorted(REWARD_FNS)}")
+        return name
+
+
+class AlgorithmConfig(StrictModel):
+    loss: str = "grpo"
+    samples_per_prompt: int = Field(16, gt=0)
+    prompts_per_step: int = Field(64, gt=0)
+    eps_low: float = Field(0.2, ge=0)
+    eps_high: float = Field(0.28, ge=0)
+    beta: float = Field(1e-3, ge=0)  # KL(policy || reference), k3 estimator
+    norm_adv_by_std: bool = True
+    sync_mode: Literal["on_policy", "batch_online", "async_tis"] = "on_policy"
+
+
+class SyncConfig(StrictModel):
+    transport: Literal["object_store", "collective"] = "object_store"
+    bucket_mb: float = Field(64.0, gt=0)
+    timeout_s: float = Field(120.0, gt=0)
+
+
+class ColdStartConfig(StrictModel):
+    """Supervised warm start on the same learner group, before RL (NLL on formatted verdicts)."""
+
+    enabled: bool = False
+    steps: int = Field(20, gt=0)
+    prompts_per_step: int = Field(32, gt=0)
+    # "correct": the right verdict; "random_letter": a uniformly random letter in the right
+    # format (teaches the format only, so RL starts near chance: the learning test uses it).
+    targets: Literal["correct", "random_letter"] = "correct"
+    reasoning: str = "I compared the candidates."  # think style: text before </think>
+
+
+class TrainerConfig(StrictModel):
+    total_steps: int = Field(10, gt=0)  # RL steps (one optimizer update each in on-policy mode)
+    save_steps: int = Field(0, ge=0)  # checkpoint + HF export every N steps (0 = only at the end)
+    save_final: bool = True
+    resume: bool = False  # continue from the latest checkpoint in output_dir
+    stop_after_steps: Optional[int] = Field(None, gt=0)  # end this process early (pre-emption drill)
+
+
+class LoggingConfig(StrictModel):
+    wandb: Literal["auto", "online", "offline", "disabled"] = "auto"  # auto: online iff WANDB_API_KEY
+    project: str = "aletheia_ray"
+    run_name: Optional[str] = None
+    progress: bool = True  # per-step console line on stderr
+
+
+class RayConfig(StrictModel):
+    address: Optional[str] = None  # None: attach if RAY_ADDRESS/a job is running, else start locally
+    num_cpus: Optional[float] = None  # local start only
+    temp_dir: Optional[str] = None  # local start only (default: <output_dir>/ray_tmp is too long; /tmp/...)
+
+
+class TrainConfig(StrictModel):
+    output_dir: str
+    seed: int = 0
+    model: ModelConfig = ModelConfig()
+    data: DataConfig
+    rollout: RolloutConfig = RolloutConfig()
+    learner: LearnerConfig = LearnerConfig()
+    reference: ReferenceConfig = ReferenceConfig()
+    reward: RewardConfig = RewardConfig()
+    algorithm: AlgorithmConfig = AlgorithmConfig()
+    sync: SyncConfig = SyncConfig()
+    cold_start: ColdStartConfig = ColdStartConfig()
+    trainer: TrainerConfig = TrainerConfig()
+    logging: LoggingConfig = LoggingConfig()
+    ray: RayConfig = RayConfig()
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.data.prompt_style not in STYLES:
+            raise ValueError(f"data.prompt_style must be one of {STYLES}")
+        if self.reward.overlong.enabled and self.reward.overlong.cache > self.rollout.max_new_tokens:
+            raise ValueError(f"reward.overlong.cache ({self.reward.overlong.cache}) must not exceed "
+                             f"rollout.max_new_tokens ({self.rollout.max_new_tokens})")
+        if self.rollout.max_new_tokens >= self.model.max_model_len:
+            raise ValueError(f"rollout.max_new_tokens ({self.rollout.max_new_tokens}) must be below "
+                             f"model.max_model_len ({self.model.max_model_len})")
+        if self.reward.kind == "pass_rate" and self.cold_start.enabled:
+            raise ValueError("cold_start (verdict SFT) needs reward.kind 'verdict'")
+        return self
+
+    @property
+    def use_reference(self) -> bool:
+        return self.reference.enabled and self.algorithm.beta > 0
+
+    @property
+    def warmup_steps(self) -> int:
+        return math.ceil(self.learner.warmup_ratio * self.trainer.total_steps)
