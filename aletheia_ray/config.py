@@ -196,7 +196,7 @@ def _explain(err: ValidationError, schema: type[BaseModel], origin: dict[tuple, 
             hint = _did_you_mean(schema, loc)
             lines.append(f"unknown key '{key}' ({_origin(origin, loc)}){hint}")
         elif kind == "missing":
-            lines.append(f"missing required key '{key}' (sources: {sources})")
+            lines.append(f"missing required key '{key}' (not set by {sources}; add it or pass '{key}=...')")
         else:
             got = item.get("input")
             lines.append(f"bad value for key '{key}' ({_origin(origin, loc)}): {item['msg']}; got {got!r}")

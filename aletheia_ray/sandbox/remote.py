@@ -15,15 +15,24 @@ executor (``aletheia_ray.sandbox.checkers``).
 * compiled languages: the first test is sent alone; a compile error there ends the submission (CE)
   without sending the others (SandboxFusion recompiles per request, so this saves work).
 
-Test-program style: for Python a random sentinel is printed after the appended test program and
-checked here, so ``SystemExit(0)``/``os._exit(0)`` before the asserts fails. For C++/Java only the
-exit code is checked remotely (a sentinel would need rewriting the test's ``main``) — use the local
-executor when that matters. Call-test style: Python only, see ``remote_calls``.
+Test styles reuse the local executor's drivers, sent as one source file (the program itself is
+embedded in a prelude that writes it to a temp file and points the driver at it):
+* test program: a random token goes on stdin and must be the last stdout line (Python: the
+  ``py_program.py`` driver; C++: the end-of-main guard of ``languages.py``), so ``SystemExit(0)`` /
+  ``exit(0)`` before the asserts fails. Java: SandboxFusion runs one file with one public class, so
+  the launcher cannot be added: only the exit code is checked remotely (use the local executor);
+* call tests (Python): the ``py_call.py`` driver, one request per input; values are decoded and
+  compared here (``values.values_match``); expected values from ``reference`` are computed remotely
+  once per (reference, input) and cached.
 Isolation is whatever the deployment provides (SandboxFusion without its Docker image has none).
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
+import re
 import secrets
 import threading
 import time
@@ -32,8 +41,12 @@ from typing import Any, Callable, Optional
 
 import requests
 
-from aletheia_ray.sandbox.isolation import IsolationReport
+from aletheia_ray.sandbox.checkers import checker as get_checker
+from aletheia_ray.sandbox.executor import decode_call_line, finish
+from aletheia_ray.sandbox.isolation import HARNESS_DIR, IsolationReport
+from aletheia_ray.sandbox.languages import language as local_language
 from aletheia_ray.sandbox.types import Status, Submission, SubmissionResult, TestResult
+from aletheia_ray.sandbox.values import DecodeError, values_match
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +54,8 @@ SF_LANGUAGE = {"python": "python", "cpp": "cpp", "java": "java"}
 COMPILED = {"cpp", "java"}
 _MLE_MARKERS = ("MemoryError", "std::bad_alloc", "java.lang.OutOfMemoryError")
 Judge = Callable[[str], TestResult]  # stdout of a clean exit -> verdict of one test
+_SYNTAX_ERROR = re.compile(r"(^|: )(SyntaxError|IndentationError|TabError)\b")
+RemoteTest = tuple[str, str, Judge]  # (code, stdin, judge): one /run_code request
 
 
 class RemoteInfraError(RuntimeError):
@@ -70,6 +85,8 @@ class SandboxFusionBackend:
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
         self._pool = ThreadPoolExecutor(max_concurrency, thread_name_prefix="sandboxfusion")
+        self._ref_cache: dict[str, Any] = {}  # sha256(reference, entry_point, args) -> value
+        self._lock = threading.Lock()
 
     def probe(self) -> IsolationReport:
         return IsolationReport(level="remote", layers={
@@ -86,45 +103,94 @@ class SandboxFusionBackend:
 
     # ------------------------------------------------------------------ one submission
     def _run_one(self, sub: Submission) -> SubmissionResult:
-        from aletheia_ray.sandbox.remote_calls import plan_tests
-
+        result = SubmissionResult(sub.id, Status.OK, None, isolation="remote")
         try:
-            language = SF_LANGUAGE[sub.language]
-            tests = plan_tests(self, sub)  # [(code, stdin, judge)] one per test
-        except KeyError:
-            return _result(sub, Status.INFRA, [TestResult(Status.INFRA, detail=(
-                f"language {sub.language!r} not supported by the SandboxFusion backend"))])
-        except RemoteInfraError as err:  # e.g. the reference solution could not be run
-            return _result(sub, Status.INFRA, [TestResult(Status.INFRA, detail=str(err))])
-        except ValueError as err:  # malformed submission (named by plan_tests)
-            return _result(sub, Status.INFRA, [TestResult(Status.INFRA, detail=str(err))])
-        compile_info: dict[str, Any] = {}
-        verdicts: list[Optional[TestResult]] = [None] * len(tests)
-        first = 0
-        if sub.language in COMPILED and tests:  # one compile check before fanning out
-            verdicts[0] = self._run_test(sub, language, tests[0], compile_info)
-            if verdicts[0].status == Status.CE:
-                return _result(sub, Status.CE, [], compile_info)
-            first = 1
-        futures = [self._pool.submit(self._run_test, sub, language, t, compile_info)
-                   for t in tests[first:]]
-        for i, fut in enumerate(futures, start=first):
-            verdicts[i] = fut.result()
-        done = [v for v in verdicts if v is not None]
-        if any(v.status == Status.CE for v in done):
-            return _result(sub, Status.CE, [], compile_info)
-        status = next((v.status for v in done if v.status == Status.INFRA),
-                      next((v.status for v in done if v.status != Status.OK), Status.OK))
-        return _result(sub, status, done, compile_info)
+            lang = SF_LANGUAGE[local_language(sub.language).name]
+            tests = self._plan(sub)
+        except (ValueError, RemoteInfraError) as err:  # unknown language / reference unrunnable
+            result.status, result.detail = Status.INFRA, f"{type(err).__name__}: {err}"[:500]
+            return result
+        verdicts: list[TestResult] = []
+        if lang in COMPILED:  # the first test alone: a compile error ends the submission
+            verdicts.append(self._run_test(sub, lang, tests[0], result.compile))
+            tests = tests[1:] if verdicts[0].status != Status.CE else []
+        futures = [self._pool.submit(self._run_test, sub, lang, t, result.compile) for t in tests]
+        verdicts += [fut.result() for fut in futures]
+        if any(v.status == Status.CE for v in verdicts):
+            result.status, result.pass_rate = Status.CE, 0.0
+            result.detail = "compile error: " + str(result.compile.get("stderr", ""))[-400:]
+            return result
+        if lang == "python" and verdicts and all(_is_syntax_error(v) for v in verdicts):
+            # SandboxFusion has no compile step for Python; the local executor reports CE here
+            result.status, result.pass_rate, result.detail = Status.CE, 0.0, verdicts[0].detail
+            result.compile = {"status": "CE", "time_s": 0.0, "stderr": verdicts[0].detail}
+            return result
+        result.tests = verdicts
+        return finish(result)
 
-    def _run_test(self, sub: Submission, language: str, test: tuple[str, str, Judge],
+    def _run_test(self, sub: Submission, lang: str, test: RemoteTest,
                   compile_info: dict) -> TestResult:
         code, stdin, judge = test
         try:
-            resp = self.run_code(code, language, stdin, sub.time_limit_s, sub.memory_limit_mb)
+            body = self.run_code(code, lang, stdin, sub.time_limit_s, sub.memory_limit_mb)
         except RemoteInfraError as err:
             return TestResult(Status.INFRA, detail=str(err))
-        return verdict_from_response(resp, judge, compile_info)
+        return verdict_from_response(body, judge, compile_info,
+                                     systemexit_is_wa=lang == "python" and sub.test_program is not None)
+
+    def _plan(self, sub: Submission) -> list[RemoteTest]:
+        """One (code, stdin, judge) per test, in the submission's test style."""
+        if sub.tests is not None:
+            if not sub.tests:
+                raise ValueError(f"submission {sub.id}: 'tests' is empty")
+            check = get_checker(sub.checker)
+            return [(sub.code, t.input, _stdio_judge(check, t.output)) for t in sub.tests]
+        if sub.test_program is not None:
+            lang = local_language(sub.language)
+            token = secrets.token_hex(16)
+            if lang.name == "python":
+                code = _with_driver(lang.source(sub.code, sub.test_program), "py_program.py")
+            else:
+                code = lang.source(sub.code, sub.test_program)
+            judge = _exit_zero_judge if lang.name == "java" else _token_judge(token)
+            return [(code, token + "\n", judge)]
+        if sub.entry_point is not None:
+            if local_language(sub.language).name != "python":
+                raise ValueError(f"submission {sub.id}: call tests need language python")
+            inputs = sub.inputs or []
+            if not inputs:
+                raise ValueError(f"submission {sub.id}: 'inputs' is empty")
+            if sub.expected is not None:
+                want, loose = list(sub.expected), True
+            else:
+                want, loose = self._reference_values(sub), False
+            code = _with_driver(sub.code, "py_call.py")
+            return [(code, _call_job(sub.entry_point, args), _call_judge(want[i], sub.atol, loose))
+                    for i, args in enumerate(inputs)]
+        raise ValueError(f"submission {sub.id}: no tests, test_program or entry_point")
+
+    def _reference_values(self, sub: Submission) -> list[Any]:
+        """Expected values from running ``reference`` remotely (cached per reference + input)."""
+        code = _with_driver(sub.reference or "", "py_call.py")
+        keys = [hashlib.sha256(json.dumps([sub.reference, sub.entry_point, args]).encode())
+                .hexdigest() for args in sub.inputs or []]
+        missing = [(k, args) for k, args in zip(keys, sub.inputs or []) if k not in self._ref_cache]
+        limit = max(sub.time_limit_s, 10.0)
+
+        def run_reference(args: list) -> Any:
+            body = self.run_code(code, "python", _call_job(sub.entry_point, args), limit,
+                                 sub.memory_limit_mb)
+            record = _first_call_record(str((body.get("run_result") or {}).get("stdout") or ""))
+            if body.get("status") == "SandboxError" or record is None or not record.get("ok"):
+                why = record.get("error") if record else str(body.get("message") or body)[:200]
+                raise RemoteInfraError(f"reference solution failed on input {args!r:.80}: {why}")
+            return record["value"]
+
+        values = list(self._pool.map(run_reference, [args for _, args in missing]))
+        with self._lock:
+            for (key, _), value in zip(missing, values):
+                self._ref_cache[key] = value
+        return [self._ref_cache[k] for k in keys]
 
     # ------------------------------------------------------------------ transport
     def run_code(self, code: str, language: str, stdin: str, run_timeout_s: float,
@@ -169,8 +235,12 @@ class SandboxFusionBackend:
         self._session.close()
 
 
-def verdict_from_response(body: dict, judge: Judge, compile_info: dict) -> TestResult:
-    """Map one ``/run_code`` answer to a test verdict (CE is reported as a test with status CE)."""
+def verdict_from_response(body: dict, judge: Judge, compile_info: dict,
+                          systemexit_is_wa: bool = False) -> TestResult:
+    """Map one ``/run_code`` answer to a test verdict (CE is reported as a test with status CE).
+
+    ``systemexit_is_wa``: exit code 3 is the Python drivers' "SystemExit before the end" signal.
+    """
     if body.get("status") == "SandboxError":
         return TestResult(Status.INFRA, detail=f"SandboxError: {str(body.get('message'))[:300]}")
     comp = body.get("compile_result")
@@ -191,6 +261,8 @@ def verdict_from_response(body: dict, judge: Judge, compile_info: dict) -> TestR
     if run.get("status") == "TimeLimitExceeded":
         return TestResult(Status.TLE, time_s, "wall time limit (remote)")
     code = run.get("return_code")
+    if systemexit_is_wa and code == 3:
+        return TestResult(Status.WA, time_s, "SystemExit before the end of the test program")
     if run.get("status") != "Finished" or code != 0:
         if any(marker in stderr for marker in _MLE_MARKERS):
             return TestResult(Status.MLE, time_s, stderr.strip().splitlines()[-1][:200])
@@ -202,17 +274,61 @@ def verdict_from_response(body: dict, judge: Judge, compile_info: dict) -> TestR
     return verdict
 
 
-def _result(sub: Submission, status: Status, tests: list[TestResult],
-            compile_info: Optional[dict] = None) -> SubmissionResult:
-    if status == Status.INFRA:
-        rate: Optional[float] = None
-    elif status == Status.CE or not tests:
-        rate = 0.0
-    else:
-        rate = sum(t.status == Status.OK for t in tests) / len(tests)
-    return SubmissionResult(id=sub.id, status=status, pass_rate=rate, tests=tests,
-                            compile=dict(compile_info or {}), isolation="remote")
+def _is_syntax_error(verdict: TestResult) -> bool:
+    return verdict.status == Status.RE and bool(_SYNTAX_ERROR.search(verdict.detail))
 
 
-def new_sentinel() -> str:
-    return "ALETHEIA-DONE-" + secrets.token_hex(16)
+def _stdio_judge(check: Callable[[str, str], bool], expected: str) -> Judge:
+    return lambda out: TestResult(Status.OK if check(out, expected) else Status.WA)
+
+
+def _token_judge(token: str) -> Judge:
+    def judge(out: str) -> TestResult:
+        if out.endswith("\n" + token + "\n"):
+            return TestResult(Status.OK)
+        return TestResult(Status.WA, detail="exited 0 before the end of the test program")
+    return judge
+
+
+def _exit_zero_judge(out: str) -> TestResult:
+    return TestResult(Status.OK)
+
+
+def _call_judge(expected: Any, atol: float, loose: bool) -> Judge:
+    def judge(out: str) -> TestResult:
+        record = _first_call_record(out)
+        if record is None:
+            return TestResult(Status.RE, detail="exited without a result for this input")
+        if not record.get("ok"):
+            error = str(record.get("error", ""))
+            status = Status.MLE if error.startswith("MemoryError") else Status.RE
+            return TestResult(status, detail=error[:500])
+        ok = values_match(record["value"], expected, atol, loose_sequences=loose)
+        return TestResult(Status.OK if ok else Status.WA)
+    return judge
+
+
+def _first_call_record(stdout: str) -> Optional[dict]:
+    """The py_call driver's record for input 0 (or -1: module failed to load); None if absent."""
+    line = stdout.split("\n", 1)[0]
+    try:
+        record = decode_call_line(line.encode())
+    except (ValueError, DecodeError):
+        return None
+    return record if record["i"] in (0, -1) else None
+
+
+def _call_job(entry_point: str, args: list) -> str:
+    return json.dumps({"entry_point": entry_point, "inputs": [args]})
+
+
+def _with_driver(source: str, driver: str) -> str:
+    """One Python file: write ``source`` to a temp file, then run the local ``driver`` on it."""
+    with open(os.path.join(HARNESS_DIR, driver), encoding="utf-8") as fh:
+        driver_text = fh.read()
+    prelude = ("import os as _aletheia_os, sys as _aletheia_sys, tempfile as _aletheia_tmp\n"
+               "_aletheia_fd, _aletheia_path = _aletheia_tmp.mkstemp(suffix='.py')\n"
+               f"_aletheia_os.write(_aletheia_fd, {source.encode()!r})\n"
+               "_aletheia_os.close(_aletheia_fd)\n"
+               "_aletheia_sys.argv[1:] = [_aletheia_path]\n")
+    return prelude + driver_text

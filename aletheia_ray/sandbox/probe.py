@@ -1,0 +1,69 @@
+"""Probe: run a program inside the slot's sandbox and turn its findings into an IsolationReport."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from typing import TYPE_CHECKING
+
+from aletheia_ray.sandbox.isolation import IsolationReport, Limits, resolve_binary
+
+if TYPE_CHECKING:
+    from aletheia_ray.sandbox.executor import Executor
+
+HOST_PATHS = ("/root", "/etc/shadow", "/work", "/home")
+
+
+def probe_executor(ex: "Executor") -> IsolationReport:
+    prog = ex._new_dir()
+    try:
+        _, harness = ex.paths(prog)
+        argv = [resolve_binary("python3"), "-I", "-B", os.path.join(harness, "probe.py"),
+                json.dumps([p for p in HOST_PATHS if os.path.exists(p)])]
+        limits = Limits(cpu_s=10, memory_mb=512)
+        raw, _ = ex.launch(argv, prog, False, limits, b"", 20.0, 1 << 20)
+    finally:
+        shutil.rmtree(prog, ignore_errors=True)
+    if raw.returncode != 0:
+        err = (raw.launch_error or raw.stderr.decode(errors="replace"))[-500:]
+        return IsolationReport("broken", {"probe": f"probe program failed: {err}"})
+    seen = json.loads(raw.stdout)
+    layers: dict[str, str] = {}
+    good: list[bool] = []
+
+    def layer(name: str, ok: bool, text: str) -> None:
+        good.append(ok)
+        layers[name] = ("ok: " if ok else "MISSING: ") + text
+
+    namespaced = ex.mode == "bwrap"
+    layer("network", seen["interfaces"] == ["lo"],
+          f"interfaces inside: {seen['interfaces']}")
+    layer("filesystem", not seen["host_paths_visible"] and "denied" in seen["write_usr"],
+          f"host paths visible: {seen['host_paths_visible'] or 'none'}; "
+          f"write to /usr: {seen['write_usr']}")
+    layer("pid_namespace", max(seen["visible_pids"]) < 100,
+          f"visible pids: {seen['visible_pids'][:8]}")
+    layer("environment", set(seen["pid1_env_keys"]) <= {"PATH", "LANG", "HOME", "TMPDIR"},
+          f"pid 1 env keys: {seen['pid1_env_keys']}; own env keys: {seen['env_keys']}")
+    layer("uid", seen["uid"] != 0, f"runs as uid {seen['uid']}")
+    layer("seccomp", "denied" in seen["socket_inet"] and "denied" in seen["unshare"],
+          f"socket(AF_INET): {seen['socket_inet']}; unshare(NEWUSER): {seen['unshare']}"
+          + (f" ({ex.problems['seccomp']})" if "seccomp" in ex.problems else ""))
+    lim = seen["rlimits"]
+    layer("rlimits", lim["NPROC"] > 0 and lim["CORE"] == 0 and lim["CPU"] > 0,
+          ", ".join(f"{k}={v}" for k, v in lim.items()))
+    layer("scratch_tmpfs", 0 < seen["scratch_mb"] <= limits.scratch_mb,
+          f"/sandbox is {seen['scratch_mb']} MiB")
+    cg = ex.cgroup
+    for ctrl in ("memory", "pids"):
+        ok = bool(cg and ctrl in cg.dirs)
+        text = cg.dirs[ctrl] if ok else (cg.problems.get(ctrl, "not root") if cg else "not root")
+        layer(f"cgroup_{ctrl}", ok, text)
+    layer("subreaper", ex.subreaper, "orphans of killed runs are adopted and reaped")
+    if not namespaced:
+        level = "none"
+        layers["namespaces"] = "MISSING: " + ex.problems.get("namespaces", "isolation='none'")
+    else:
+        level = "full" if all(good) else "partial"
+        layers["namespaces"] = "ok: bubblewrap (net, pid, ipc, mount, uts, user, cgroup)"
+    return IsolationReport(level, layers)

@@ -1,0 +1,147 @@
+"""Execute candidates without a known pass rate, with a resumable on-disk cache.
+
+The cache is an append-only JSONL file, one line per finished execution keyed by
+sha256(problem id, test fingerprint, language, code); it is flushed after every result, so a
+crashed build re-runs only what had not finished. Sandbox infrastructure failures
+(``pass_rate=None``) are never cached and never become 0: the candidate is reported and skipped.
+Backends: a local thread pool of ``Executor`` slots 0..N-1 (default) or the Ray ``SandboxPool``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import queue
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Optional
+
+from tqdm import tqdm
+
+from aletheia_ray.sandbox.types import Submission, SubmissionResult
+from aletheia_ray.testbed.candidates import Candidate
+from aletheia_ray.testbed.config import ExecutionConfig
+from aletheia_ray.testbed.problems import Problem
+from aletheia_ray.testbed.report import BuildReport
+
+# A runner takes submissions and yields (index, result) as each finishes, in any order.
+Runner = Callable[[list[Submission]], Iterator[tuple[int, SubmissionResult]]]
+RAY_CHUNK = 64
+
+
+def execution_key(problem: Problem, language: str, code: str) -> str:
+    text = "\x00".join((problem.problem_id, problem.fingerprint, language, code))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class ExecutionCache:
+    """Append-only JSONL of ``{key, problem_id, status, pass_rate}``; later lines win."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.rows: dict[str, dict] = {}
+        if self.path.exists():
+            with open(self.path, encoding="utf-8") as f:
+                for number, line in enumerate(f, 1):
+                    try:
+                        row = json.loads(line)
+                        self.rows[row["key"]] = row
+                    except (json.JSONDecodeError, KeyError, TypeError):
+                        if line.endswith("\n"):  # a torn last line after a crash is expected
+                            raise ValueError(f"{self.path}: line {number}: malformed cache line") from None
+
+    def get(self, key: str) -> Optional[dict]:
+        return self.rows.get(key)
+
+    def append(self, row: dict) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(row, sort_keys=True) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        self.rows[row["key"]] = row
+
+
+def thread_runner(cfg: ExecutionConfig) -> Runner:
+    """Run on ``cfg.workers`` local Executors (slots 0..workers-1), one thread each."""
+    from aletheia_ray.sandbox.executor import Executor
+
+    def run(subs: list[Submission]) -> Iterator[tuple[int, SubmissionResult]]:
+        slots: "queue.Queue" = queue.Queue()
+        executors = [Executor(isolation=cfg.isolation, allow_unisolated=cfg.allow_unisolated, slot=s)
+                     for s in range(cfg.workers)]
+        for ex in executors:
+            slots.put(ex)
+
+        def one(i: int) -> tuple[int, SubmissionResult]:
+            ex = slots.get()
+            try:
+                return i, ex.run(subs[i])
+            finally:
+                slots.put(ex)
+
+        try:
+            with ThreadPoolExecutor(max_workers=cfg.workers) as pool:
+                for fut in as_completed([pool.submit(one, i) for i in range(len(subs))]):
+                    yield fut.result()
+        finally:
+            for ex in executors:
+                ex.close()
+
+    return run
+
+
+def ray_runner(cfg: ExecutionConfig) -> Runner:
+    """Run on the Ray ``SandboxPool`` (Ray must be initialised by the caller), in chunks."""
+    from actors.sandbox import SandboxPool
+
+    pool = SandboxPool(cfg.workers, isolation=cfg.isolation, allow_unisolated=cfg.allow_unisolated)
+
+    def run(subs: list[Submission]) -> Iterator[tuple[int, SubmissionResult]]:
+        for start in range(0, len(subs), RAY_CHUNK):
+            for k, res in enumerate(pool.score(subs[start : start + RAY_CHUNK])):
+                yield start + k, res
+
+    return run
+
+
+def make_runner(cfg: ExecutionConfig) -> Runner:
+    return ray_runner(cfg) if cfg.backend == "ray" else thread_runner(cfg)
+
+
+def run_with_progress(runner: Runner, subs: list[Submission], desc: str) -> Iterable[tuple[int, SubmissionResult]]:
+    with tqdm(total=len(subs), desc=desc, unit="prog", disable=not subs) as bar:
+        for item in runner(subs):
+            bar.update(1)
+            yield item
+
+
+def score_missing(cands: list[Candidate], problems: dict[str, Problem], cache: ExecutionCache,
+                  runner_factory: Callable[[], Runner], report: BuildReport) -> list[Candidate]:
+    """Fill ``pass_rate`` of candidates that lack one (cache first, then the sandbox).
+
+    Returns the candidates that have a pass rate afterwards; infra failures are reported by id.
+    """
+    todo: list[tuple[Candidate, str]] = []
+    for c in cands:
+        if c.pass_rate is not None:
+            continue
+        key = execution_key(problems[c.problem_id], c.language, c.code)
+        hit = cache.get(key)
+        if hit is not None:
+            c.pass_rate = hit["pass_rate"]
+        else:
+            todo.append((c, key))
+    report.info["execution"] = {"executed": len(todo), "from_cache": sum(c.pass_rate is not None for c in cands)}
+    if todo:
+        subs = [problems[c.problem_id].submission(key[:16], c.language, c.code) for c, key in todo]
+        for i, res in run_with_progress(runner_factory(), subs, "execute candidates"):
+            cand, key = todo[i]
+            if res.pass_rate is None:
+                report.add("sandbox_infra_error", cand.where, f"problem {cand.problem_id}: {res.status.value} "
+                           f"{(res.tests[0].detail if res.tests else '')[:200]}")
+                continue
+            cand.pass_rate = res.pass_rate
+            cache.append({"key": key, "problem_id": cand.problem_id, "status": res.status.value,
+                          "pass_rate": res.pass_rate})
+    return [c for c in cands if c.pass_rate is not None]
