@@ -139,7 +139,7 @@ class LearnerRank(WeightSenderMixin):
             )
             mb_loss, metrics = compute_loss(loss, logprobs, mb, global_num_tokens=global_num_tokens,
                                             global_num_sequences=global_num_sequences, **loss_kwargs)
-            engine.backward(mb_loss * (weight * self.world_size))
+            engine.backward(mb_loss * (weight * 1))
             engine.step()
             metrics["loss"] = float(mb_loss.detach())
             metrics["entropy"] = float(masked_sum(entropy, mb.loss_mask)) / global_num_tokens

@@ -29,6 +29,7 @@ class ModelConfig(StrictModel):
 class SyntheticDataConfig(StrictModel):
     num_lists: int = Field(256, gt=0)
     num_candidates: list[int] = [2]
+    repeats: int = Field(3, gt=0)  # how often the correct candidate prints its letter
     seed: int = 0
 
 
@@ -137,6 +138,15 @@ class ColdStartConfig(StrictModel):
     reasoning: str = "I compared the candidates."  # think style: text before </think>
 
 
+class EvaluationConfig(StrictModel):
+    """End-of-run ListAcc on held-out synthetic lists (data.kind: synthetic), sampled like the paper."""
+
+    enabled: bool = False
+    num_lists: int = Field(64, gt=0)
+    temperature: float = Field(0.6, gt=0)
+    top_p: float = Field(0.95, gt=0, le=1)
+
+
 class TrainerConfig(StrictModel):
     total_steps: int = Field(10, gt=0)  # RL steps (one optimizer update each in on-policy mode)
     save_steps: int = Field(0, ge=0)  # checkpoint + HF export every N steps (0 = only at the end)
@@ -155,7 +165,7 @@ class LoggingConfig(StrictModel):
 class RayConfig(StrictModel):
     address: Optional[str] = None  # None: attach if RAY_ADDRESS/a job is running, else start locally
     num_cpus: Optional[float] = None  # local start only
-    temp_dir: Optional[str] = None  # local start only (default: <output_dir>/ray_tmp is too long; /tmp/...)
+    temp_dir: Optional[str] = None  # local start only (default: a fresh /tmp/aletheia_ray_* directory)
 
 
 class TrainConfig(StrictModel):
@@ -171,6 +181,7 @@ class TrainConfig(StrictModel):
     sync: SyncConfig = SyncConfig()
     cold_start: ColdStartConfig = ColdStartConfig()
     trainer: TrainerConfig = TrainerConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
     logging: LoggingConfig = LoggingConfig()
     ray: RayConfig = RayConfig()
 

@@ -1,9 +1,16 @@
 """A synthetic verifier task a tiny model can learn in minutes (the learning test's data).
 
-Each list asks for the candidate that *adds* a number; exactly one candidate is ``x+N``, the others
-apply a different operator to the same N (``x-N``, ``x*N``, ...). The answer position is uniform,
-so a model that does not read the candidates scores chance (1/k); a model that finds the ``+``
-scores 1. Prompts are a few dozen characters, so the whole task fits a tiny context.
+Each list asks for the candidate that prints its own letter: the correct candidate (label ``B``)
+is ``print("B", "B", "B")`` (the letter ``repeats`` times), every other one prints a letter that
+labels no candidate (``print("X", "X", "X")``, from V-Z). The answer position is uniform, so a model that does not read the candidates scores
+chance (1/k); a model that finds the label repeated inside a program scores 1. Prompts are about
+30 tokens, so the task fits a tiny model and context.
+
+Why this property: a 2-layer random-init model learns it by reinforcement within tens of steps
+(it needs no position binding: the right letter is the label that also occurs in a program;
+with ``repeats=3`` a format-only cold start then GRPO went 0.5 -> 0.99 reward in ~55 steps of 32
+prompts x 8 samples at lr 3e-3, while ``repeats=1`` was still at chance after 60), whereas e.g. "the candidate that adds" (``x+3`` vs ``x-3``) needs a previous-token circuit and
+showed a long plateau before a sudden jump even with supervised labels (scratch measurement).
 
 Records are ordinary ``VerifierList`` rows (pass rate 1.0 for the adder, 0.0 otherwise), so the
 same reward functions, metrics and loaders apply unchanged.
@@ -15,13 +22,12 @@ from typing import Sequence
 
 from aletheia_ray.data.records import LETTERS, MAX_CANDIDATES, MIN_CANDIDATES, VerifierList
 
-QUERY = "Which candidate adds?"
-CORRECT_OP = "+"
-WRONG_OPS = ("-", "*", "/", "%")  # MAX_CANDIDATES - 1 distractors, each used at most once per list
+QUERY = "Which candidate prints its own letter?"
+OTHER_LETTERS = "VWXYZ"  # printed by the wrong candidates: never a candidate label (A-E)
 
 
 def make_synthetic_lists(num_lists: int, *, num_candidates: Sequence[int] = (2,), seed: int = 0,
-                         idx_prefix: str = "syn") -> list[VerifierList]:
+                         repeats: int = 3, idx_prefix: str = "syn") -> list[VerifierList]:
     """``num_lists`` lists; each draws its size from ``num_candidates`` and its answer uniformly.
 
     Deterministic for a seed; different seeds (e.g. train vs held-out) give independent lists.
@@ -32,17 +38,15 @@ def make_synthetic_lists(num_lists: int, *, num_candidates: Sequence[int] = (2,)
     if not sizes or any(not MIN_CANDIDATES <= k <= MAX_CANDIDATES for k in sizes):
         raise ValueError(f"synthetic num_candidates must be values in {MIN_CANDIDATES}-{MAX_CANDIDATES}, "
                          f"got {sizes}")
+    if repeats < 1:
+        raise ValueError(f"synthetic repeats must be >= 1, got {repeats}")
     rng = random.Random(seed)
     lists = []
     for i in range(num_lists):
         k = rng.choice(sizes)
-        n = rng.randint(1, 9)
         pos = rng.randrange(k)
-        ops = list(WRONG_OPS)
-        rng.shuffle(ops)
-        candidates, wrong = [], iter(ops)
-        for c in range(k):
-            candidates.append(f"x{CORRECT_OP if c == pos else next(wrong)}{n}")
+        shown = [LETTERS[c] if c == pos else rng.choice(OTHER_LETTERS) for c in range(k)]
+        candidates = ["print(" + ", ".join([f'"{x}"'] * repeats) + ")" for x in shown]
         lists.append(VerifierList(
             idx=f"{idx_prefix}-{seed}-{i}", query=QUERY, candidates=candidates,
             pass_rates=[1.0 if c == pos else 0.0 for c in range(k)], chosen_position=pos,

@@ -12,7 +12,7 @@ from typing import Iterator, Optional
 import torch
 
 from aletheia_ray.sync import groups
-from aletheia_ray.sync.buckets import BucketSpec, iter_packed_buckets, plan_buckets, total_bytes
+from aletheia_ray.sync.buckets import BucketSpec, iter_packed_buckets, plan_buckets
 
 
 class WeightSenderMixin:
@@ -61,15 +61,14 @@ class WeightSenderMixin:
             raise RuntimeError("weight_sync_join_group() before weight_sync_open_group()")
         self._ws_group = groups.join_group(store=self._ws_store, **self._ws_join_args)
 
-    def weight_sync_broadcast(self, specs: list[BucketSpec]) -> int:
+    def weight_sync_broadcast(self, specs: list[BucketSpec], bucket_bytes: int) -> int:
         """Broadcast every bucket of ``specs`` (the manifest the receivers got); return bytes."""
         if self._ws_group is None:
             raise RuntimeError("weight_sync_broadcast() before the weight-sync group was joined")
         device = groups.group_device(self._ws_backend)
-        bucket_bytes = max(spec.nbytes for spec in specs) if specs else 1
         sent = 0
         with torch.no_grad():
-            packed = iter_packed_buckets(self.named_weights_for_sync(), _planning_size(specs, bucket_bytes), device)
+            packed = iter_packed_buckets(self.named_weights_for_sync(), bucket_bytes, device)
             for expected, (spec, flat) in zip(specs, packed, strict=True):
                 if spec != expected:
                     raise RuntimeError(
@@ -85,11 +84,3 @@ class WeightSenderMixin:
         self._ws_group = None
         self._ws_store = None
 
-
-def _planning_size(specs: list[BucketSpec], fallback: int) -> int:
-    """The bucket size that reproduces ``specs`` (stored on the manifest's first use)."""
-    return getattr(specs, "bucket_bytes", None) or _BUCKET_BYTES_HINT.get(id(specs), fallback)
-
-
-_BUCKET_BYTES_HINT: dict[int, int] = {}
-__all__ = ["WeightSenderMixin", "total_bytes"]

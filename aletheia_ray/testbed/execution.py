@@ -123,16 +123,17 @@ def score_missing(cands: list[Candidate], problems: dict[str, Problem], cache: E
     Returns the candidates that have a pass rate afterwards; infra failures are reported by id.
     """
     todo: list[tuple[Candidate, str]] = []
+    hits = 0
     for c in cands:
         if c.pass_rate is not None:
             continue
         key = execution_key(problems[c.problem_id], c.language, c.code)
         hit = cache.get(key)
         if hit is not None:
-            c.pass_rate = hit["pass_rate"]
+            c.pass_rate, hits = hit["pass_rate"], hits + 1
         else:
             todo.append((c, key))
-    report.info["execution"] = {"executed": len(todo), "from_cache": sum(c.pass_rate is not None for c in cands)}
+    report.info["execution"] = {"executed": len(todo), "from_cache": hits}
     if todo:
         subs = [problems[c.problem_id].submission(key[:16], c.language, c.code) for c, key in todo]
         for i, res in run_with_progress(runner_factory(), subs, "execute candidates"):

@@ -1,0 +1,335 @@
+"""THE controller loop: the only place that knows the order of a training step.
+
+    [cold start: SFT on formatted verdicts -> sync rollout -> reference := cold-started policy]
+    per step: sample prompts -> generate -> reward -> advantages -> reference logprobs
+              -> old logprobs -> update -> sync (per the sync policy) -> [reference re-sync]
+              -> log -> [checkpoint]
+
+It maps the config onto the actors' keyword arguments and never reaches into an actor's
+internals. Resume restores learner (DeepSpeed), rollout weights (HF export), reference weights,
+the prompt sampler and RNG states, so steps k+1..N repeat an uninterrupted run exactly.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import ray
+from transformers import AutoTokenizer
+
+from actors.learner import LearnerGroup
+from actors.reference import ReferenceActor
+from actors.reward import RewardPool
+from actors.rollout import RolloutPool
+from aletheia_ray import checkpoint as ckpt
+from aletheia_ray.algorithms import group_relative_advantages
+from aletheia_ray.config import config_to_dict, dump_config
+from aletheia_ray.data.lists import load_lists
+from aletheia_ray.data.records import LETTERS
+from aletheia_ray.data.synthetic import make_synthetic_lists, random_chance_list_acc
+from aletheia_ray.models import resolve_model_path
+from aletheia_ray.reward_scoring import Overlong, score_verdict
+from aletheia_ray.sampler import PromptSampler
+from aletheia_ray.sync import WeightSync
+from aletheia_ray.sync.modes import make_sync_policy
+from aletheia_ray.tracking import Tracker
+from aletheia_ray.train_batches import (generations_to_batch, logprob_gap_metrics, response_metrics,
+                                        sequences_to_batch, verdict_completion, verifier_prompt_ids)
+from aletheia_ray.train_config import TrainConfig
+
+log = logging.getLogger("aletheia_ray.trainer")
+
+
+@contextlib.contextmanager
+def ray_session(cfg: TrainConfig) -> Iterator[None]:
+    """Attach to a running cluster (``ray job submit`` sets RAY_ADDRESS) or start Ray locally."""
+    if ray.is_initialized():
+        yield
+        return
+    address = cfg.ray.address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address)
+    else:
+        temp_dir = cfg.ray.temp_dir or tempfile.mkdtemp(prefix="aletheia_ray_")
+        ray.init(num_cpus=cfg.ray.num_cpus, include_dashboard=False, _temp_dir=temp_dir,
+                 runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false"}})
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+class _Timer:
+    def __init__(self):
+        self.times: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str):
+        start = time.perf_counter()
+        yield
+        self.times[f"timing_s/{name}"] = self.times.get(f"timing_s/{name}", 0.0) + time.perf_counter() - start
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig):
+        self.cfg = cfg
+        self.out = Path(cfg.output_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.policy = make_sync_policy(cfg.algorithm.sync_mode)
+        self.model_path = resolve_model_path(cfg.model.path, cfg.model.cache_dir)
+        self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
+        pad = self.tokenizer.pad_token_id
+        self.pad_id = pad if pad is not None else self.tokenizer.eos_token_id
+        self.items = self._load_items()
+        synthetic = cfg.data.kind == "synthetic"
+        self.prompt_ids = [verifier_prompt_ids(lst, self.tokenizer, style=cfg.data.prompt_style, synthetic=synthetic)
+                           for lst in self.items]
+        budget = cfg.model.max_model_len - cfg.rollout.max_new_tokens
+        for lst, ids in zip(self.items, self.prompt_ids):
+            if len(ids) > budget:
+                raise ValueError(f"list idx={lst.idx}: prompt has {len(ids)} tokens, more than model.max_model_len - "
+                                 f"rollout.max_new_tokens = {budget}; raise model.max_model_len")
+        self.sampler = PromptSampler(len(self.items), cfg.algorithm.prompts_per_step, seed=cfg.seed,
+                                     shuffle=cfg.data.shuffle)
+        self.state = ckpt.ControllerState(step=0, sampler=self.sampler.state_dict())
+        o = cfg.reward.overlong
+        self.overlong = Overlong(cfg.rollout.max_new_tokens, o.cache) if o.enabled else None
+        self.learner = self.rollout = self.reference = self.rewards = self.weight_sync = None
+
+    # ------------------------------------------------------------------ setup
+
+    def _load_items(self):
+        d = self.cfg.data
+        if d.kind == "synthetic":
+            return make_synthetic_lists(d.synthetic.num_lists, num_candidates=d.synthetic.num_candidates,
+                                        seed=d.synthetic.seed, repeats=d.synthetic.repeats)
+        return load_lists(d.train_path)
+
+    def start(self) -> None:
+        """Create every actor (rollout and learner start concurrently) and restore a checkpoint."""
+        cfg = self.cfg
+        resume_dir = ckpt.latest_checkpoint(self.out) if cfg.trainer.resume else None
+        if cfg.trainer.resume:
+            removed = ckpt.remove_incomplete(self.out)
+            if removed:
+                log.warning("removed incomplete checkpoints (interrupted saves): %s", [str(p) for p in removed])
+            if resume_dir is None:
+                log.warning("trainer.resume=true but %s has no complete checkpoint: starting from step 0", self.out)
+        if resume_dir is not None:
+            self.state = ckpt.load_controller_state(resume_dir)
+            self.sampler.load_state_dict(self.state.sampler)
+            ckpt.restore_rng_state(self.state.rng)
+            log.warning("resuming from %s (step %d)", resume_dir, self.state.step)
+        rollout_model = str(resume_dir / "hf") if resume_dir is not None else self.model_path
+        self.ref_model = self.model_path
+        if resume_dir is not None and self.state.ref_synced_step is not None:
+            self.ref_model = str(resume_dir / "reference")
+        dump_config(cfg, self.out / "config.yaml")
+
+        r, l = cfg.rollout, cfg.learner
+        cold_steps = cfg.cold_start.steps if cfg.cold_start.enabled else 0
+        warmup = int(l.warmup_ratio * (cfg.trainer.total_steps + cold_steps) + 0.999999)
+        with ThreadPoolExecutor(2) as pool:
+            rollout_f = pool.submit(RolloutPool, r.num_engines, rollout_model, num_cpus_per_engine=r.num_cpus_per_engine,
+                                    num_gpus_per_engine=r.num_gpus_per_engine,
+                                    tensor_parallel_size=r.tensor_parallel_size, dtype=cfg.model.dtype,
+                                    max_model_len=cfg.model.max_model_len, kv_cache_gb=r.kv_cache_gb,
+                                    enforce_eager=r.enforce_eager, seed=cfg.seed)
+            learner_f = pool.submit(LearnerGroup, l.num_ranks, self.model_path, num_cpus_per_rank=l.num_cpus_per_rank,
+                                    num_gpus_per_rank=l.num_gpus_per_rank, lr=l.lr, weight_decay=l.weight_decay,
+                                    warmup_steps=warmup, grad_clip=l.grad_clip, micro_batch_size=l.micro_batch_size,
+                                    dtype=cfg.model.dtype, attn_implementation=cfg.model.attn_implementation,
+                                    backend=l.backend, seed=cfg.seed)
+            if cfg.use_reference:
+                self.reference = ReferenceActor.options(num_cpus=cfg.reference.num_cpus,
+                                                        num_gpus=cfg.reference.num_gpus).remote(
+                    self.ref_model, cfg.model.dtype, attn_implementation=cfg.model.attn_implementation,
+                    micro_batch_size=l.micro_batch_size)
+            self.rewards = RewardPool(kind=cfg.reward.kind, fn=cfg.reward.fn, style=cfg.data.prompt_style,
+                                      strict=cfg.reward.strict, num_actors=cfg.reward.num_actors,
+                                      num_cpus_per_actor=cfg.reward.num_cpus_per_actor, overlong=self.overlong,
+                                      sandbox_pool=self._sandbox_pool())
+            self.rollout, self.learner = rollout_f.result(), learner_f.result()
+        if resume_dir is not None:
+            client_state = self.learner.load_checkpoint(str(resume_dir / "deepspeed"))
+            if client_state.get("step") != self.state.step:
+                raise RuntimeError(f"checkpoint {resume_dir}: learner state is at step {client_state.get('step')}, "
+                                   f"controller state at step {self.state.step}")
+        self.weight_sync = WeightSync(cfg.sync.transport, cfg.sync.bucket_mb, cfg.sync.timeout_s, backend=l.backend)
+
+    def _sandbox_pool(self):
+        if self.cfg.reward.kind != "pass_rate":
+            return None
+        from actors.sandbox import SandboxPool
+
+        s = self.cfg.reward.sandbox
+        return SandboxPool(s.num_actors, s.num_cpus_per_actor, submission_timeout_s=s.submission_timeout_s,
+                           backend=s.backend, url=s.url, isolation=s.isolation)
+
+    # ------------------------------------------------------------------ phases
+
+    def cold_start(self) -> dict[str, float]:
+        """SFT on formatted verdicts on the learner group, then sync rollout and reference to it."""
+        cs, style = self.cfg.cold_start, self.cfg.data.prompt_style
+        sampler = PromptSampler(len(self.items), cs.prompts_per_step, seed=self.cfg.seed + 1, shuffle=True)
+        rng = random.Random(self.cfg.seed)
+        eos = self.tokenizer.eos_token_id
+        rows = []
+        for s in range(cs.steps):
+            idx = sampler.next_batch()
+            completions = []
+            for i in idx:
+                lst = self.items[i]
+                letter = lst.chosen_answer if cs.targets == "correct" else rng.choice(LETTERS[:len(lst.candidates)])
+                text = verdict_completion(letter, style, cs.reasoning)
+                completions.append(self.tokenizer(text, add_special_tokens=False)["input_ids"] + [eos])
+            batch = sequences_to_batch([self.prompt_ids[i] for i in idx], completions, pad_id=self.pad_id)
+            start = time.perf_counter()
+            metrics = self.learner.train_step(batch, "sft", {})
+            rows.append({"cold_start_step": s + 1, **metrics, "timing_s/update": time.perf_counter() - start})
+            if self.cfg.logging.progress:
+                print(f"cold start {s + 1}/{cs.steps} nll={metrics.get('actor/nll', float('nan')):.4f}",
+                      file=sys.stderr, flush=True)
+        with open(self.out / "cold_start.jsonl", "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in rows)
+        self.weight_sync.sync(self.learner, self.rollout)
+        self._resync_reference(step=0)
+        self.state.cold_start_done = True
+        return rows[-1]
+
+    def _resync_reference(self, step: int) -> None:
+        """Reference := current policy; its weights are also kept on disk for checkpoints."""
+        if self.reference is None:
+            return
+        ray.get(self.reference.load_weights.remote(self.learner.get_weights_ref()))
+        self.ref_model = str(self.out / "reference_weights")
+        shutil.rmtree(self.ref_model, ignore_errors=True)
+        self.learner.save_hf(self.ref_model)
+        self.state.ref_synced_step = step
+
+    def rl_step(self, step: int) -> dict[str, Any]:
+        cfg, r, a = self.cfg, self.cfg.rollout, self.cfg.algorithm
+        timer = _Timer()
+        with timer("step"):
+            idx = self.sampler.next_batch()
+            with timer("gen"):
+                gens = self.rollout.generate([self.prompt_ids[i] for i in idx], n=a.samples_per_prompt,
+                                             temperature=r.temperature, top_p=r.top_p, max_new_tokens=r.max_new_tokens,
+                                             seed=cfg.seed * 1_000_003 + step)
+            with timer("reward"):
+                metrics = self.rewards.score(gens, [self.items[i] for i in idx])
+            with timer("adv"):
+                adv = group_relative_advantages([g.reward for g in gens], [g.prompt_index for g in gens],
+                                                normalize_by_std=a.norm_adv_by_std)
+                batch = generations_to_batch(gens, adv.advantages, pad_id=self.pad_id)
+            if self.reference is not None:
+                with timer("ref"):
+                    batch.ref_logprobs = ray.get(self.reference.compute_logprobs.remote(batch, r.temperature))
+            with timer("old_logprob"):
+                batch.old_logprobs = self.learner.compute_logprobs(batch, r.temperature)
+            with timer("update"):
+                loss_kwargs = {"eps_low": a.eps_low, "eps_high": a.eps_high, "beta": a.beta if self.reference else 0.0}
+                actor = self.learner.train_step(batch, a.loss, loss_kwargs, temperature=r.temperature)
+            sync = {}
+            if self.policy.sync_after_update(0):
+                with timer("sync"):
+                    sync = self.weight_sync.sync(self.learner, self.rollout)
+            if self.reference is not None and cfg.reference.sync_steps and step % cfg.reference.sync_steps == 0:
+                with timer("ref_sync"):
+                    self._resync_reference(step)
+        tokens = int(batch.attention_mask.sum())
+        metrics.update(adv.metrics())
+        metrics.update(response_metrics(gens))
+        metrics.update(logprob_gap_metrics(batch.old_logprobs, batch.rollout_logprobs, batch.loss_mask))
+        metrics.update(actor)
+        metrics.update({k: v for k, v in sync.items() if k != "timing_s/sync"})
+        metrics.update(timer.times)
+        metrics.update({"perf/throughput": tokens / timer.times["timing_s/step"],
+                        "perf/gen_tokens_per_s": sum(len(g.response_ids) for g in gens) / timer.times["timing_s/gen"],
+                        "perf/total_num_tokens": tokens, "epoch": self.sampler.epoch})
+        return metrics
+
+    def save(self, step: int) -> Path:
+        d = ckpt.step_dir(self.out, step)
+        shutil.rmtree(d, ignore_errors=True)
+        self.state.step = step
+        self.state.sampler = self.sampler.state_dict()
+        self.state.rng = ckpt.capture_rng_state()
+        self.learner.save_checkpoint(str(d / "deepspeed"), self.state.summary())
+        self.learner.save_hf(str(d / "hf"))
+        if self.state.ref_synced_step is not None:
+            shutil.copytree(self.ref_model, d / "reference")
+        ckpt.save_controller_state(d, self.state)
+        ckpt.mark_complete(d)
+        return d
+
+    def evaluate(self) -> dict[str, float]:
+        """ListAcc of the final policy on held-out synthetic lists (different seed), sampled at T/top-p."""
+        e = self.cfg.evaluation
+        d = self.cfg.data
+        lists = make_synthetic_lists(e.num_lists, num_candidates=d.synthetic.num_candidates,
+                                     seed=d.synthetic.seed + 1_000_000, repeats=d.synthetic.repeats,
+                                     idx_prefix="heldout")
+        prompts = [verifier_prompt_ids(lst, self.tokenizer, style=d.prompt_style, synthetic=True) for lst in lists]
+        gens = self.rollout.generate(prompts, n=1, temperature=e.temperature, top_p=e.top_p,
+                                     max_new_tokens=self.cfg.rollout.max_new_tokens, seed=self.cfg.seed + 7)
+        scored = [score_verdict(g.text, lists[g.prompt_index], fn="list_em", style=d.prompt_style) for g in gens]
+        return {"eval/list_acc": sum(s.correct for s in scored) / len(scored),
+                "eval/parse_rate": sum(s.parsed_ok for s in scored) / len(scored),
+                "eval/random_baseline": random_chance_list_acc(lists), "eval/num_lists": len(lists)}
+
+    # ------------------------------------------------------------------ the loop
+
+    def run(self) -> dict[str, Any]:
+        cfg, t = self.cfg, self.cfg.trainer
+        start = self.state.step
+        tracker = Tracker(str(self.out), total_steps=t.total_steps, start_step=start, config=config_to_dict(cfg),
+                          wandb=cfg.logging.wandb, project=cfg.logging.project, run_name=cfg.logging.run_name,
+                          progress=cfg.logging.progress)
+        extra: dict[str, Any] = {"resumed_from_step": start}
+        try:
+            if cfg.cold_start.enabled and not self.state.cold_start_done:
+                extra.update({f"cold_start/{k}": v for k, v in self.cold_start().items() if isinstance(v, float)})
+            last = t.total_steps if t.stop_after_steps is None else min(t.total_steps, start + t.stop_after_steps)
+            for step in range(start + 1, last + 1):
+                tracker.log(step, self.rl_step(step))
+                self.state.step = step
+                if t.save_steps and step % t.save_steps == 0:
+                    self.save(step)
+            if t.save_final and self.state.step == t.total_steps and not (ckpt.step_dir(self.out, t.total_steps)
+                                                                          / ckpt.COMPLETE).exists():
+                self.save(t.total_steps)
+            if cfg.evaluation.enabled and cfg.data.kind == "synthetic" and self.state.step == t.total_steps:
+                extra.update(self.evaluate())
+        finally:
+            extra["final_step"] = self.state.step
+            summary = tracker.close(extra)
+        return summary
+
+    def shutdown(self) -> None:
+        for part in (self.rollout, self.learner, self.rewards):
+            if part is not None:
+                part.shutdown()
+        if self.reference is not None:
+            ray.kill(self.reference)
+
+
+def train(cfg: TrainConfig) -> dict[str, Any]:
+    """Run a whole training job (starting or attaching to Ray) and return the run summary."""
+    with ray_session(cfg):
+        trainer = Trainer(cfg)
+        try:
+            trainer.start()
+            return trainer.run()
+        finally:
+            trainer.shutdown()
