@@ -21,11 +21,7 @@ from aletheia_ray.algorithms.logprobs import causal_lm_logprobs, masked_sum
 from aletheia_ray.algorithms.registry import check_loss_kwargs, compute_loss
 from aletheia_ray.algorithms.schedules import constant_with_warmup_scheduler
 from aletheia_ray.batch import TrainBatch
-
-try:
-    from aletheia_ray.sync import WeightSenderMixin
-except ImportError:  # engineer R's weight-sync package has not landed in the tree yet
-    WeightSenderMixin = object
+from aletheia_ray.sync import WeightSenderMixin
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 _ADDITIVE = "additive"  # loss metrics are sums over tokens / global count: add across micro-batches and ranks
@@ -139,7 +135,7 @@ class LearnerRank(WeightSenderMixin):
             )
             mb_loss, metrics = compute_loss(loss, logprobs, mb, global_num_tokens=global_num_tokens,
                                             global_num_sequences=global_num_sequences, **loss_kwargs)
-            engine.backward(mb_loss * (weight * 1))
+            engine.backward(mb_loss * (weight * self.world_size))
             engine.step()
             metrics["loss"] = float(mb_loss.detach())
             metrics["entropy"] = float(masked_sum(entropy, mb.loss_mask)) / global_num_tokens

@@ -13,14 +13,16 @@ Unparseable completions get the format penalty and are counted (``reward/num_unp
 """
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import ray
 
-from aletheia_ray.batch import Generation
 from aletheia_ray.reward_scoring import (Overlong, SampleReward, score_pass_rate, score_verdict, submission_for,
                                          summarize)
 from aletheia_ray.rewards import PAIRWISE_REWARDS, get_reward_fn
+
+if TYPE_CHECKING:  # keeps torch out of the reward actors' processes
+    from aletheia_ray.batch import Generation
 
 KINDS = ("verdict", "pass_rate")
 
@@ -63,7 +65,7 @@ class RewardPool:
             self.actors = [VerdictRewardActor.options(num_cpus=num_cpus_per_actor, name=None).remote(
                 fn, style, strict, overlong) for _ in range(num_actors)]
 
-    def score(self, generations: Sequence[Generation], items: Sequence[Any]) -> dict[str, float]:
+    def score(self, generations: Sequence["Generation"], items: Sequence[Any]) -> dict[str, float]:
         """Fill ``reward`` and ``meta`` of every generation; return the step's reward metrics."""
         for g in generations:
             if not 0 <= g.prompt_index < len(items):

@@ -81,7 +81,8 @@ class RolloutEngine:
         prompts = [TokensPrompt(prompt_token_ids=list(ids)) for ids in prompt_token_ids]
         params = [
             SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_new_tokens,
-                           logprobs=0, seed=None if seed is None else seed * 1_000_003 + idx)
+                           # vLLM seeds sample c of a request with seed + c: space prompts n apart
+                           logprobs=0, seed=None if seed is None else seed * 1_000_003 + idx * n)
             for idx in prompt_indices
         ]
         outputs = self.llm.generate(prompts, params, use_tqdm=False)
@@ -104,7 +105,7 @@ class RolloutEngine:
     # ---- weight sync endpoints (see aletheia_ray.sync) ----------------------------------------
     def load_weights_from_object_refs(self, specs, refs) -> int:
         nbytes = self.llm.collective_rpc("aletheia_load_from_object_refs", args=(specs, refs))[0]
-        self.llm.reset_prefix_cache()
+        self._reset_prefix_cache()
         return nbytes
 
     def join_weight_sync_group(self, host: str, port: int, world_size: int, rank_offset: int,
@@ -116,8 +117,12 @@ class RolloutEngine:
 
     def receive_weights_broadcast(self, specs) -> int:
         nbytes = self.llm.collective_rpc("aletheia_receive_broadcast", args=(specs,))[0]
-        self.llm.reset_prefix_cache()
+        self._reset_prefix_cache()
         return nbytes
+
+    def _reset_prefix_cache(self) -> None:
+        if not self.llm.reset_prefix_cache():
+            raise RuntimeError("vLLM refused to reset the prefix cache after a weight update")
 
     def close_weight_sync_group(self) -> None:
         self.llm.collective_rpc("aletheia_close_group")

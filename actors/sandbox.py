@@ -17,7 +17,9 @@ submission, in input order, exactly once:
 Placement: each actor asks for ``num_cpus_per_actor`` (fractional). With ``spread=True`` (default)
 actors use Ray's ``SPREAD`` scheduling strategy, so on a cluster ``num_actors = total CPU slots``
 spreads one actor per slot over the nodes (slots = ``cluster CPUs / num_cpus_per_actor``; see
-``actors_for_cluster``). Slots index actors, so two actors never share a uid/cgroup on one host.
+``actors_for_cluster``). Actor ``i`` owns sandbox slot ``slot_offset + i`` (a uid/cgroup), so two
+actors never share one on a host; pick ``slot_offset`` so that other local executors on the same
+host (e.g. a testbed thread pool using slots 0..N-1) do not collide. A restarted actor keeps its slot.
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import ray
-from ray.exceptions import RayActorError, RayTaskError
+from ray.exceptions import RayError, RayTaskError
 from tqdm import tqdm
 
 from aletheia_ray.sandbox.types import Status, Submission, SubmissionResult, TestResult
@@ -93,7 +95,8 @@ class SandboxPool:
                  submission_timeout_s: float = 600.0, max_retries: int = 2,
                  backend: str = "local", url: Optional[str] = None, isolation: str = "auto",
                  allow_unisolated: bool = False, inflight_per_actor: int = 2, spread: bool = True,
-                 remote_kwargs: Optional[dict] = None, progress: bool = False):
+                 remote_kwargs: Optional[dict] = None, progress: bool = False,
+                 slot_offset: int = 0):
         if num_actors < 1:
             raise ValueError(f"num_actors must be >= 1, got {num_actors}")
         if backend not in BACKENDS:
@@ -112,7 +115,8 @@ class SandboxPool:
         actor_kwargs = dict(backend=backend, url=url, isolation=isolation,
                             allow_unisolated=allow_unisolated, remote_kwargs=remote_kwargs)
         self._new_actor = lambda slot: SandboxActor.options(**options).remote(slot, **actor_kwargs)
-        self._actors = [_ActorSlot(slot=i, handle=self._new_actor(i)) for i in range(num_actors)]
+        self._actors = [_ActorSlot(slot=slot_offset + i, handle=self._new_actor(slot_offset + i))
+                        for i in range(num_actors)]
         self.stats: dict[str, float] = {}
 
     # ------------------------------------------------------------------ public API
@@ -167,15 +171,16 @@ class SandboxPool:
                 actor.queue.remove((ref, task))
                 try:
                     result = ray.get(ref)
-                except RayActorError as err:  # actor died: everything queued on it is lost
-                    retry_or_fail(task, f"sandbox actor slot {actor.slot} died: {type(err).__name__}",
-                                  None)
-                    restart(actor, f"died while running submission #{task.index}")
-                    continue
                 except RayTaskError as err:  # the runner raised: a bug or infra, never a reward
                     actor.head_started = time.monotonic()
                     retry_or_fail(task, f"sandbox actor slot {actor.slot} raised "
                                         f"{str(err).strip().splitlines()[-1][:300]}", None)
+                    continue
+                except RayError as err:  # actor died (RayActorError/ActorDiedError) or lost work
+                    why = str(err).strip().replace("\n", " ")[:300]
+                    retry_or_fail(task, f"sandbox actor slot {actor.slot} died "
+                                        f"({type(err).__name__}: {why})", None)
+                    restart(actor, f"{type(err).__name__} while running submission #{task.index}")
                     continue
                 actor.head_started = time.monotonic()
                 if result.id != submissions[task.index].id:
@@ -190,6 +195,10 @@ class SandboxPool:
         self.stats = {"timing_s/sandbox": time.monotonic() - t0, "sandbox/submissions": len(results),
                       **{f"sandbox/{k}": float(v) for k, v in counters.items()}}
         return results  # type: ignore[return-value]
+
+    @property
+    def actor_handles(self) -> list[Any]:
+        return [a.handle for a in self._actors]
 
     def shutdown(self) -> None:
         for actor in self._actors:
@@ -230,9 +239,9 @@ class SandboxPool:
 
 def _first_detail(result: SubmissionResult) -> str:
     details = [t.detail for t in result.tests if t.status == Status.INFRA and t.detail]
-    return details[0] if details else str(result.compile.get("stderr", "InfraError"))[:200]
+    return result.detail or (details[0] if details else "InfraError without detail")
 
 
 def _infra_result(sub: Submission, detail: str) -> SubmissionResult:
-    return SubmissionResult(id=sub.id, status=Status.INFRA, pass_rate=None,
+    return SubmissionResult(id=sub.id, status=Status.INFRA, pass_rate=None, detail=detail,
                             tests=[TestResult(status=Status.INFRA, detail=detail)])

@@ -6,6 +6,8 @@
 
 Modes: ``list`` (one prompt per list; K samples give SC@K) and ``pair`` (one prompt per candidate
 pair i < j, each its own generation; ``both_orders`` adds j, i for position-bias control).
+Prompt formats: ``standard`` (``aletheia_ray.prompts``) and ``synthetic`` (the synthetic learning
+task's short user turn, list mode only), both exactly as the trainer renders them.
 
 Prompts longer than ``max_prompt_tokens`` (= max_model_len - max_new_tokens, so every response
 gets the full budget) are never dropped silently. Policy ``error`` (default) stops before any
@@ -27,10 +29,12 @@ from tqdm import tqdm
 
 from aletheia_ray.data.lists import all_pairs
 from aletheia_ray.data.records import VerifierList
+from aletheia_ray.data.synthetic import synthetic_user_message
 from aletheia_ray.prompts import build_messages, prompt_token_ids
 from aletheia_ray.rewards import parse_verdict
 
 MODES = ("list", "pair")
+PROMPT_FORMATS = ("standard", "synthetic")
 TOO_LONG_POLICIES = ("error", "skip")
 MAX_LISTED_TOO_LONG = 20  # in error messages; the report lists every one
 
@@ -93,12 +97,24 @@ class EvalPlan:
         }
 
 
+def eval_messages(lst: VerifierList, *, mode: str, style: str, pair: Optional[tuple[int, int]],
+                  prompt_format: str = "standard") -> list[dict]:
+    """Chat messages of one evaluation prompt (``synthetic``: the trainer's synthetic-task turn)."""
+    if prompt_format == "synthetic":
+        return [{"role": "user", "content": synthetic_user_message(lst)}]
+    return build_messages(lst, style=style, mode=mode, pair=pair)
+
+
 def plan_eval_prompts(lists: Sequence[VerifierList], tokenizer: Any, *, mode: str = "list", style: str = "think",
                       max_prompt_tokens: int, both_orders: bool = False, too_long: str = "error",
-                      prefill: str = "", progress: bool = True) -> EvalPlan:
+                      prefill: str = "", prompt_format: str = "standard", progress: bool = True) -> EvalPlan:
     """Render and tokenize every prompt; apply the too-long policy (see the module docstring)."""
     if mode not in MODES:
         raise EvalPlanError(f"unknown eval mode {mode!r}; use one of {MODES}")
+    if prompt_format not in PROMPT_FORMATS:
+        raise EvalPlanError(f"unknown prompt format {prompt_format!r}; use one of {PROMPT_FORMATS}")
+    if prompt_format == "synthetic" and mode != "list":
+        raise EvalPlanError("the synthetic prompt format exists for list mode only")
     if too_long not in TOO_LONG_POLICIES:
         raise EvalPlanError(f"unknown too-long policy {too_long!r}; use one of {TOO_LONG_POLICIES}")
     if both_orders and mode != "pair":
@@ -117,7 +133,8 @@ def plan_eval_prompts(lists: Sequence[VerifierList], tokenizer: Any, *, mode: st
         pairs: list[Optional[tuple[int, int]]] = (
             all_pairs(lst, both_orders=both_orders) if mode == "pair" else [None])
         mine = [EvalPrompt(idx, pair, prompt_token_ids(
-            tokenizer, build_messages(lst, style=style, mode=mode, pair=pair), prefill=prefill)) for pair in pairs]
+            tokenizer, eval_messages(lst, mode=mode, style=style, pair=pair, prompt_format=prompt_format),
+            prefill=prefill)) for pair in pairs]
         long_ones = [TooLongPrompt(idx, p.pair, len(p.token_ids)) for p in mine if len(p.token_ids) > max_prompt_tokens]
         over.extend(long_ones)
         if not long_ones:

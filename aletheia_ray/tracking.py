@@ -12,6 +12,7 @@ import math
 import os
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Optional
 
@@ -99,7 +100,7 @@ class Tracker:
         import wandb
 
         run_id_file = self.output_dir / "wandb_run_id"
-        run_id = run_id_file.read_text().strip() if run_id_file.exists() else wandb.util.generate_id()
+        run_id = run_id_file.read_text().strip() if run_id_file.exists() else uuid.uuid4().hex[:8]
         run_id_file.write_text(run_id)
         return wandb.init(project=project, name=run_name, id=run_id, resume="allow", mode=mode,
                           dir=str(self.output_dir), config=config or {}, settings=wandb.Settings(

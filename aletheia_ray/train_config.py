@@ -29,7 +29,7 @@ class ModelConfig(StrictModel):
 class SyntheticDataConfig(StrictModel):
     num_lists: int = Field(256, gt=0)
     num_candidates: list[int] = [2]
-    repeats: int = Field(3, gt=0)  # how often the correct candidate prints its letter
+    repeats: int = Field(6, gt=0)  # how often the correct candidate prints its letter
     seed: int = 0
 
 

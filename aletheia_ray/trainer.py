@@ -125,6 +125,10 @@ class Trainer:
                 log.warning("removed incomplete checkpoints (interrupted saves): %s", [str(p) for p in removed])
             if resume_dir is None:
                 log.warning("trainer.resume=true but %s has no complete checkpoint: starting from step 0", self.out)
+        stale = self.out / ckpt.CHECKPOINTS
+        if not cfg.trainer.resume and stale.exists():
+            log.warning("trainer.resume=false: removing checkpoints of an earlier run in %s", stale)
+            shutil.rmtree(stale)
         if resume_dir is not None:
             self.state = ckpt.load_controller_state(resume_dir)
             self.sampler.load_state_dict(self.state.sampler)
@@ -238,7 +242,7 @@ class Trainer:
             with timer("old_logprob"):
                 batch.old_logprobs = self.learner.compute_logprobs(batch, r.temperature)
             with timer("update"):
-                loss_kwargs = {"eps_low": a.eps_low, "eps_high": a.eps_high, "beta": a.beta if self.reference else 0.0}
+                loss_kwargs = {"eps_low": a.eps_low, "eps_high": a.eps_high, "beta": a.beta if self.reference is not None else 0.0}
                 actor = self.learner.train_step(batch, a.loss, loss_kwargs, temperature=r.temperature)
             sync = {}
             if self.policy.sync_after_update(0):

@@ -21,8 +21,9 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-from aletheia_ray.eval_generate import (TOO_LONG_POLICIES, EvalPlan, generation_stats, plan_eval_prompts,
-                                        position_bias, prediction_rows, split_pair_orders, write_jsonl)
+from aletheia_ray.eval_generate import (PROMPT_FORMATS, TOO_LONG_POLICIES, EvalPlan, EvalPlanError,
+                                        generation_stats, plan_eval_prompts, position_bias, prediction_rows,
+                                        split_pair_orders, write_jsonl)
 from aletheia_ray.metrics import TAU_UNDEFINED_MODES
 from aletheia_ray.prompts import THINK_OPEN
 from aletheia_ray.rewards import STYLES
@@ -43,6 +44,8 @@ def register(subparsers) -> None:
     p.add_argument("--style", choices=STYLES, default="think", help="prompt and verdict style (default: think)")
     p.add_argument("--think-prefill", action="store_true",
                    help=f"think style: append '{THINK_OPEN}' after the generation prompt (for templates that do not open it)")
+    p.add_argument("--prompt-format", choices=PROMPT_FORMATS, default="standard",
+                   help="standard verifier prompts, or the synthetic learning task's short prompt (as the trainer)")
     p.add_argument("--temperature", type=float, default=0.6)
     p.add_argument("--top-p", type=float, default=0.95)
     p.add_argument("--max-new-tokens", type=int, default=4096, help="response budget (default 4096; paper: 16k)")
@@ -56,7 +59,8 @@ def register(subparsers) -> None:
     p.add_argument("--num-cpus-per-engine", type=float, default=1.0)
     p.add_argument("--num-gpus-per-engine", type=float, default=0.0)
     p.add_argument("--tensor-parallel-size", type=int, default=1)
-    p.add_argument("--dtype", default="auto", help="vLLM dtype (default: the model's)")
+    p.add_argument("--dtype", default=None,
+                   help="vLLM dtype, e.g. float32 or bfloat16 (default: the checkpoint's dtype from config.json)")
     p.add_argument("--kv-cache-gb", type=float, default=1.0, help="CPU KV cache per engine, whole GiB")
     p.add_argument("--no-enforce-eager", dest="enforce_eager", action="store_false",
                    help="let vLLM compile graphs (slower start, faster decode)")
@@ -76,10 +80,19 @@ def _check_args(args: argparse.Namespace) -> None:
             raise ValueError(f"{flag} must be >= 1, got {value}")
     if not 0 < args.top_p <= 1 or args.temperature < 0:
         raise ValueError(f"need 0 < --top-p <= 1 and --temperature >= 0, got {args.top_p}, {args.temperature}")
+    if args.prompt_format == "synthetic" and args.pairwise:
+        raise ValueError("--prompt-format synthetic is for listwise evaluation only (no --pairwise)")
     if args.both_orders and not args.pairwise:
         raise ValueError("--both-orders needs --pairwise")
     if args.think_prefill and args.style != "think":
         raise ValueError("--think-prefill is only for --style think")
+
+
+def checkpoint_dtype(model_path: str) -> str:
+    """The dtype the checkpoint was saved in (vLLM's "auto" would pick bfloat16 on CPU for fp32)."""
+    cfg = json.loads((Path(model_path) / "config.json").read_text(encoding="utf-8"))
+    dtype = cfg.get("dtype") or cfg.get("torch_dtype") or (cfg.get("text_config") or {}).get("dtype")
+    return str(dtype) if dtype else "auto"
 
 
 def model_length_limit(model_path: str, requested: Optional[int]) -> int:
@@ -164,9 +177,13 @@ def run_eval(args: argparse.Namespace) -> int:
         raise ValueError(str(exc)) from None
     limit = model_length_limit(model_path, args.max_model_len)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
-    plan = plan_eval_prompts(lists, tokenizer, mode=mode, style=args.style,
-                             max_prompt_tokens=limit - args.max_new_tokens, both_orders=args.both_orders,
-                             too_long=args.too_long, prefill=THINK_OPEN if args.think_prefill else "")
+    try:
+        plan = plan_eval_prompts(lists, tokenizer, mode=mode, style=args.style,
+                                 max_prompt_tokens=limit - args.max_new_tokens, both_orders=args.both_orders,
+                                 too_long=args.too_long, prefill=THINK_OPEN if args.think_prefill else "",
+                                 prompt_format=args.prompt_format)
+    except EvalPlanError as exc:
+        raise EvalPlanError(f"{args.data}: {exc} [CLI: --max-model-len, --max-new-tokens, --too-long skip]") from None
     if plan.too_long:
         console.print(f"[yellow]skipping {len(plan.skipped_lists)} list(s) whose prompts exceed "
                       f"{plan.max_prompt_tokens} tokens: {plan.skipped_lists[:10]} (all listed in metrics.json)")
@@ -174,6 +191,7 @@ def run_eval(args: argparse.Namespace) -> int:
         raise ValueError(f"every list of {args.data} was too long for max_model_len {limit} - max_new_tokens "
                          f"{args.max_new_tokens}; nothing to generate")
     engine_len = min(limit, plan.longest_prompt + args.max_new_tokens)
+    dtype = args.dtype or checkpoint_dtype(model_path)
 
     from actors.rollout import RolloutPool
     import ray
@@ -184,7 +202,7 @@ def run_eval(args: argparse.Namespace) -> int:
         t0 = time.perf_counter()
         pool = RolloutPool(args.num_engines, model_path, num_cpus_per_engine=args.num_cpus_per_engine,
                            num_gpus_per_engine=args.num_gpus_per_engine,
-                           tensor_parallel_size=args.tensor_parallel_size, dtype=args.dtype,
+                           tensor_parallel_size=args.tensor_parallel_size, dtype=dtype,
                            max_model_len=engine_len, kv_cache_gb=args.kv_cache_gb,
                            enforce_eager=args.enforce_eager, seed=args.seed)
         engine_start = time.perf_counter() - t0
@@ -215,7 +233,8 @@ def run_eval(args: argparse.Namespace) -> int:
         metrics["position_bias"] = position_bias(rows, style=args.style, strict=args.strict)
     metrics["prompts"] = plan.report()
     metrics["generation"] = {**generation_stats(generations, gen_seconds), "samples_per_prompt": n,
-                             "timing_s/engine_start": engine_start, "max_model_len": engine_len}
+                             "timing_s/engine_start": engine_start, "max_model_len": engine_len,
+                             "dtype": dtype}
     metrics["run"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "func"}
     metrics["run"]["model_path"] = model_path
     (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")

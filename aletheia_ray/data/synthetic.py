@@ -1,19 +1,21 @@
 """A synthetic verifier task a tiny model can learn in minutes (the learning test's data).
 
 Each list asks for the candidate that prints its own letter: the correct candidate (label ``B``)
-is ``print("B", "B", "B")`` (the letter ``repeats`` times), every other one prints a letter that
-labels no candidate (``print("X", "X", "X")``, from V-Z). The answer position is uniform, so a model that does not read the candidates scores
-chance (1/k); a model that finds the label repeated inside a program scores 1. Prompts are about
-30 tokens, so the task fits a tiny model and context.
+is ``print("B", "B", ...)`` (its letter ``repeats`` times); every other one prints a letter that
+labels no candidate (``print("X", "X", ...)``, from V-Z). The answer position is uniform, so a
+model that does not read the candidates scores chance (1/k); one that finds the label repeated
+inside a program scores 1. Prompts are under ~80 tokens.
 
-Why this property: a 2-layer random-init model learns it by reinforcement within tens of steps
-(it needs no position binding: the right letter is the label that also occurs in a program;
-with ``repeats=3`` a format-only cold start then GRPO went 0.5 -> 0.99 reward in ~55 steps of 32
-prompts x 8 samples at lr 3e-3, while ``repeats=1`` was still at chance after 60), whereas e.g. "the candidate that adds" (``x+3`` vs ``x-3``) needs a previous-token circuit and
-showed a long plateau before a sudden jump even with supervised labels (scratch measurement).
+Why this property: it needs no position binding (the right letter is the label that also occurs
+in a program), so a 2-layer random-init model learns it by reinforcement within tens of steps.
+Scratch measurement (HF model, letter-token GRPO, 32 prompts x 8 samples, lr 3e-3, after a
+format-only cold start): ``repeats=6`` went from chance to 0.96 reward by step 30, ``repeats=3``
+to 0.88 by step 50, ``repeats=1`` was still at chance after 60; "the candidate that adds"
+(``x+3`` vs ``x-3``) needs a previous-token circuit and plateaued at chance even with
+supervised labels for 60+ steps.
 
-Records are ordinary ``VerifierList`` rows (pass rate 1.0 for the adder, 0.0 otherwise), so the
-same reward functions, metrics and loaders apply unchanged.
+Records are ordinary ``VerifierList`` rows (pass rate 1.0 for the correct one, 0.0 otherwise),
+so the same reward functions, metrics and loaders apply unchanged.
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ OTHER_LETTERS = "VWXYZ"  # printed by the wrong candidates: never a candidate la
 
 
 def make_synthetic_lists(num_lists: int, *, num_candidates: Sequence[int] = (2,), seed: int = 0,
-                         repeats: int = 3, idx_prefix: str = "syn") -> list[VerifierList]:
+                         repeats: int = 6, idx_prefix: str = "syn") -> list[VerifierList]:
     """``num_lists`` lists; each draws its size from ``num_candidates`` and its answer uniformly.
 
     Deterministic for a seed; different seeds (e.g. train vs held-out) give independent lists.

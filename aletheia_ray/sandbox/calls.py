@@ -15,6 +15,10 @@ if TYPE_CHECKING:
     from aletheia_ray.sandbox.executor import Executor
 
 DRIVER_STARTUP_S = 3.0  # interpreter start + module import, on top of the first input's limit
+# Cost bound: after this many inputs of one submission hit their time limit, the inputs not yet
+# run are reported TLE without running them (detail says so). Without it one exponential
+# candidate costs len(inputs) x time_limit_s.
+MAX_TIMEOUTS_PER_SUBMISSION = 3
 EXPECTED_CACHE_SIZE = 256
 
 
@@ -41,8 +45,13 @@ def call_outputs(ex: "Executor", sub: Submission, lang: Language, prog: str) -> 
     out: list[Optional[dict]] = [None] * n
     prog_in, harness_in = ex.paths(prog)
     argv = lang.run_argv(prog_in, harness_in, "call", sub.memory_limit_mb)
-    start = 0
+    start = timeouts = 0
     while start < n:
+        if timeouts >= MAX_TIMEOUTS_PER_SUBMISSION:
+            for i in range(start, n):
+                out[i] = {"status": Status.TLE, "detail": f"not run: {timeouts} inputs already "
+                          f"exceeded {sub.time_limit_s}s"}
+            break
         job = json.dumps({"entry_point": sub.entry_point, "inputs": inputs[start:]}).encode()
         budget = sub.time_limit_s * (n - start) + DRIVER_STARTUP_S
         raw, oom = ex.launch(argv, prog, False, ex._limits(sub, lang, budget), job, budget * 1.5,
@@ -70,6 +79,7 @@ def call_outputs(ex: "Executor", sub: Submission, lang: Language, prog: str) -> 
         elif status == Status.TLE and raw.stalled_at_line is not None:
             detail = f"no result within {sub.time_limit_s}s"
         out[nxt] = {"status": status, "detail": detail}
+        timeouts += status == Status.TLE
         start = nxt + 1
     return out  # type: ignore[return-value]
 

@@ -85,10 +85,16 @@ class Executor:
                                    "allow_unisolated=True to run untrusted code without it")
             log.warning("!!! SANDBOX RUNNING WITHOUT NAMESPACE ISOLATION (slot %d): untrusted "
                         "code can read host files and use the network !!!", slot)
+        report = self.probe()  # at start: what this slot really achieved
+        if report.level == "broken":
+            self.close()
+            raise RuntimeError(f"sandbox probe failed on slot {slot}: {report.layers}")
+        log.info("sandbox slot %d isolation level: %s", slot, report.level)
 
     # ---- lifecycle -------------------------------------------------------------------------
     def close(self) -> None:
-        iso.sweep(self.uid, self.cgroup)
+        iso.sweep(self.uid, self.cgroup if self.cgroup and self.cgroup.dirs else None,
+                  thorough=True)
         shutil.rmtree(self.root, ignore_errors=True)
 
     def __enter__(self) -> "Executor":
@@ -165,8 +171,7 @@ class Executor:
             raw = run_process(full, stdin=stdin, env=env, wall_s=wall_s, stdout_cap=stdout_cap,
                               cwd=cwd, preexec=preexec, pass_fds=fds, progress_s=progress_s,
                               first_progress_s=first_progress_s,
-                              kill_rest=lambda: iso.sweep(self.uid, cg) if cg or mode == "none"
-                              else None)
+                              kill_rest=lambda: iso.sweep(self.uid, cg))
         finally:
             for fd in fds:
                 os.close(fd)
@@ -174,7 +179,7 @@ class Executor:
                 shutil.rmtree(scratch, ignore_errors=True)
         oom = bool(cg) and cg.oom_kills() > oom_before
         if raw.timed_out or raw.stdout_overflow or oom or (raw.returncode or 0) < 0:
-            iso.reap_orphans(self.uid)
+            iso.sweep(self.uid, cg, thorough=True)
         return raw, oom
 
     def _sandbox_healthy(self) -> bool:
@@ -214,7 +219,7 @@ class Executor:
     # ---- running a submission ----------------------------------------------------------------
     def run(self, sub: Submission) -> SubmissionResult:
         """Run one submission. Bad programs give CE/RE/...; sandbox failures give InfraError."""
-        level = self._report.level if self._report else self.mode
+        level = self.probe().level
         prog = self._new_dir()
         try:
             return self._run(sub, language(sub.language), prog, level)

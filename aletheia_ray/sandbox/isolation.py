@@ -208,11 +208,13 @@ def pids_of_uid(uid: int) -> list[int]:
     return out
 
 
-def sweep(uid: Optional[int], cgroup: Optional[SlotCgroup]) -> int:
-    """SIGKILL everything left in the slot (its cgroups and, for a non-root uid, its uid); reap
-    adopted zombies. Returns how many processes were killed."""
+def sweep(uid: Optional[int], cgroup: Optional[SlotCgroup], thorough: bool = False) -> int:
+    """SIGKILL everything left in the slot and reap adopted zombies; returns how many were killed.
+
+    With a cgroup its member list is authoritative (cheap); without one, or when ``thorough``,
+    every process of the slot's (non-root) uid is killed too."""
     targets = set(cgroup.pids() if cgroup else [])
-    if uid is not None and uid != 0:
+    if (thorough or not cgroup) and uid is not None and uid != 0:
         targets.update(pids_of_uid(uid))
     killed = 0
     for pid in targets:
@@ -221,7 +223,8 @@ def sweep(uid: Optional[int], cgroup: Optional[SlotCgroup]) -> int:
             killed += 1
         except OSError:
             pass
-    reap_orphans(uid)
+    if killed or thorough:
+        reap_orphans(uid)
     return killed
 
 

@@ -8,6 +8,7 @@ from typing import Callable, Iterable, Iterator, Optional, Union
 from aletheia_ray.sandbox.executor import Executor
 from aletheia_ray.sandbox.types import Submission, SubmissionResult
 
+WINDOW_PER_WORKER = 64  # jobs in flight beyond the oldest unfinished one (ordered output)
 Job = Union[Submission, SubmissionResult]  # a ready result (e.g. an error row) passes through
 
 
@@ -51,7 +52,7 @@ def run_local(jobs: Iterable[Job], workers: int = 1, slot_base: int = 0,
         source = iter(jobs)
         exhausted = False
         while not exhausted or emitted < submitted:
-            while not exhausted and submitted - emitted < 4 * workers:
+            while not exhausted and submitted - emitted < WINDOW_PER_WORKER * workers:
                 job = next(source, None)
                 if job is None:
                     exhausted = True

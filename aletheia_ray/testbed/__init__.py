@@ -1,0 +1,1 @@
+"""Testbed builder: problems + generated candidates -> Aletheia lists, splits, Adv set, DPO pairs."""

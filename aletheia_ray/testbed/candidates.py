@@ -9,7 +9,6 @@ A candidate without ``pass_rate`` is executed in the sandbox (``execution.py``).
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -28,17 +27,11 @@ class Candidate:
     code: str
     pass_rate: Optional[float]
     where: str  # "file: line N[, candidate K]", for messages
-
-    @property
-    def key(self) -> str:
-        """Identity of one execution: problem, language, code (the test fingerprint is added later)."""
-        text = "\x00".join((self.problem_id, self.language, self.code))
-        return hashlib.sha256(text.encode()).hexdigest()[:24]
+    n_tests: Optional[int] = None  # tests behind a given pass_rate, when the row says
 
 
 def _norm_language(lang: str) -> str:
-    key = ALIASES.get(lang.lower(), lang.lower())
-    return key
+    return ALIASES.get(lang.lower(), lang.lower())
 
 
 def _one(row: dict, item: dict, where: str, cfg: CandidatesConfig) -> Candidate:
@@ -57,8 +50,9 @@ def _one(row: dict, item: dict, where: str, cfg: CandidatesConfig) -> Candidate:
     rate = item.get("pass_rate")
     if rate is not None and (isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1):
         raise ValueError(f"pass_rate must be a number in [0, 1], got {rate!r}")
+    n_tests = item.get("n_tests", row.get("n_tests"))
     return Candidate(str(pid), generator, _norm_language(language), code,
-                     None if rate is None else float(rate), where)
+                     None if rate is None else float(rate), where, n_tests if isinstance(n_tests, int) else None)
 
 
 def load_candidates(path: str | Path, cfg: CandidatesConfig, report: BuildReport) -> list[Candidate]:
@@ -98,5 +92,8 @@ def check_candidates(cands: list[Candidate], problems: dict[str, Problem], repor
             report.add("unsupported_language", c.where,
                        f"problem {c.problem_id} has tests for {list(problem.languages)}, candidate is {c.language}")
         else:
+            if c.pass_rate is not None and c.n_tests is not None and c.n_tests != problem.n_tests:
+                report.add("n_tests_mismatch", c.where, f"problem {c.problem_id}: pass rate measured on {c.n_tests} "
+                           f"tests, PROBLEMS has {problem.n_tests}; the given pass rate is used")
             kept.append(c)
     return kept

@@ -64,6 +64,17 @@ class AdversarialConfig(StrictModel):
     verify_sample: int = Field(4, ge=0)  # Adv lists whose programs are re-run in the sandbox
     fail_on_mismatch: bool = True  # a verified variant that changes pass rate fails the build
 
+    @model_validator(mode="after")
+    def _known_transforms(self):
+        from aletheia_ray.testbed.adversarial import ADV_TRANSFORMS
+
+        for polarity in ("positive", "negative"):
+            for name in getattr(self, polarity):
+                if name not in ADV_TRANSFORMS or ADV_TRANSFORMS[name].polarity != polarity:
+                    known = sorted(n for n, t in ADV_TRANSFORMS.items() if t.polarity == polarity)
+                    raise ValueError(f"{polarity}: {name!r} is not a {polarity} transform; known: {known}")
+        return self
+
 
 class ExecutionConfig(StrictModel):
     backend: Literal["threads", "ray"] = "threads"
@@ -90,3 +101,6 @@ class TestbedConfig(StrictModel):
     stats: StatsConfig = Field(default_factory=StatsConfig)
     dpo_pairs_per_list: int = Field(4, ge=1)
     dpo_style: Literal["think", "instruct"] = "think"
+
+
+TestbedConfig.__test__ = False  # not a pytest test class despite its name

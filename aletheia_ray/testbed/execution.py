@@ -11,8 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import queue
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Optional
 
@@ -63,44 +61,29 @@ class ExecutionCache:
 
 
 def thread_runner(cfg: ExecutionConfig) -> Runner:
-    """Run on ``cfg.workers`` local Executors (slots 0..workers-1), one thread each."""
-    from aletheia_ray.sandbox.executor import Executor
+    """Run on ``cfg.workers`` local Executors (slots 0..workers-1) via ``sandbox.parallel.run_local``."""
+    from aletheia_ray.sandbox.parallel import run_local
 
     def run(subs: list[Submission]) -> Iterator[tuple[int, SubmissionResult]]:
-        slots: "queue.Queue" = queue.Queue()
-        executors = [Executor(isolation=cfg.isolation, allow_unisolated=cfg.allow_unisolated, slot=s)
-                     for s in range(cfg.workers)]
-        for ex in executors:
-            slots.put(ex)
-
-        def one(i: int) -> tuple[int, SubmissionResult]:
-            ex = slots.get()
-            try:
-                return i, ex.run(subs[i])
-            finally:
-                slots.put(ex)
-
-        try:
-            with ThreadPoolExecutor(max_workers=cfg.workers) as pool:
-                for fut in as_completed([pool.submit(one, i) for i in range(len(subs))]):
-                    yield fut.result()
-        finally:
-            for ex in executors:
-                ex.close()
+        yield from enumerate(run_local(subs, workers=cfg.workers, isolation=cfg.isolation,
+                                       allow_unisolated=cfg.allow_unisolated))
 
     return run
 
 
 def ray_runner(cfg: ExecutionConfig) -> Runner:
-    """Run on the Ray ``SandboxPool`` (Ray must be initialised by the caller), in chunks."""
+    """Run on the Ray ``SandboxPool`` (Ray must be initialised by the caller), in chunks so the
+    cache is written as chunks finish; the pool lives for one call."""
     from actors.sandbox import SandboxPool
 
-    pool = SandboxPool(cfg.workers, isolation=cfg.isolation, allow_unisolated=cfg.allow_unisolated)
-
     def run(subs: list[Submission]) -> Iterator[tuple[int, SubmissionResult]]:
-        for start in range(0, len(subs), RAY_CHUNK):
-            for k, res in enumerate(pool.score(subs[start : start + RAY_CHUNK])):
-                yield start + k, res
+        pool = SandboxPool(cfg.workers, isolation=cfg.isolation, allow_unisolated=cfg.allow_unisolated)
+        try:
+            for start in range(0, len(subs), RAY_CHUNK):
+                for k, res in enumerate(pool.score(subs[start : start + RAY_CHUNK])):
+                    yield start + k, res
+        finally:
+            pool.shutdown()
 
     return run
 

@@ -95,9 +95,12 @@ def build_lists(cands: list[Candidate], problems: dict[str, Problem], lists_cfg:
         tier = tier_of(gen, gen_cfg)
         if tier is None:
             continue
-        lists = _group_lists(problems[pid], gen, lang, tier, groups[(pid, gen, lang)], lists_cfg, seed, source, report)
-        if not lists:
-            report.add("no_lists", f"{pid}|{gen}|{lang}", "no correct program or too few distinct wrong pass "
-                       "rates in any bucket")
+        group = groups[(pid, gen, lang)]
+        lists = _group_lists(problems[pid], gen, lang, tier, group, lists_cfg, seed, source, report)
+        if not any(c.pass_rate >= 1.0 for c in group):
+            report.add("no_correct_candidate", f"{pid}|{gen}|{lang}", f"none of {len(group)} programs passes every test")
+        elif not lists:
+            report.add("no_lists", f"{pid}|{gen}|{lang}", "too few distinct wrong pass rates inside the "
+                       "easy and hard ranges for the shortest configured list length")
         out.extend(lists)
     return out

@@ -19,7 +19,7 @@ def minify_python(code: str) -> str:
     """python-minifier with module-level names kept (tests call the entry point by name)."""
     return python_minifier.minify(
         code, rename_globals=False, rename_locals=True, remove_literal_statements=True,
-        hoist_literals=False, remove_annotations=True,
+        hoist_literals=False,
     )
 
 

@@ -6,6 +6,8 @@ PROBLEMS rows (JSONL / JSONL.gz), one per problem, in one of these layouts:
   optional ``language`` (needed for ``test_program``), ``time_limit_s``, ``memory_limit_mb``,
   ``source``, and exactly one sandbox test style: ``tests`` [{input, output}] (+ ``checker``) |
   ``test_program`` | ``entry_point`` + ``inputs`` + (``expected`` | ``reference``) + ``atol``;
+* HumanEval-X (``task_id`` like ``CPP/3``, ``declaration``, ``test``): the ``test`` program in
+  the language named by the task id prefix;
 * HumanEval+ release (``entry_point``, ``canonical_solution``, ``base_input``, ``plus_input``):
   call tests on the first ``max_call_inputs`` inputs (base, then plus), expected outputs from the
   canonical solution (``reference`` = prompt + canonical_solution), ``atol`` kept.
@@ -87,8 +89,13 @@ def problem_from_row(row: dict, cfg: ProblemsConfig) -> Problem:
     query = _first(row, QUERY_KEYS)
     if not isinstance(query, str):
         raise ValueError(f"problem {pid}: no problem statement (one of {QUERY_KEYS})")
+    row = dict(row)
     if "canonical_solution" in row and "base_input" in row:
         tests = _humaneval_plus_tests(row, cfg)
+    elif "declaration" in row and isinstance(row.get("test"), str):
+        prefix = str(pid).split("/")[0].lower()
+        row.setdefault("language", {"cpp": "cpp", "java": "java", "python": "python"}.get(prefix))
+        tests = {"test_program": row["test"]}
     else:
         tests = {k: row[k] for k in TEST_KEYS if row.get(k) is not None}
     if not any(tests.get(k) for k in ("tests", "test_program", "inputs")):

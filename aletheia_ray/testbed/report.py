@@ -25,7 +25,8 @@ class BuildReport:
     def to_dict(self) -> dict[str, Any]:
         return {"issues": {k: v for k, v in sorted(self.issues.items())}, **self.info}
 
-    def print_console(self, stream=sys.stderr, show: int = 5) -> None:
+    def print_console(self, stream=None, show: int = 5) -> None:
+        stream = stream or sys.stderr
         if not self.issues:
             print("testbed: no bad inputs", file=stream)
         for cat, items in sorted(self.issues.items()):

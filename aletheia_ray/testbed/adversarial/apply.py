@@ -2,10 +2,10 @@
 
 Each Adv list gets one positive transform (applied to every incorrect candidate) and one negative
 transform (applied to the correct candidate); transforms are assigned round-robin over a seeded
-shuffle, so every transform is used about equally often. The names applied per candidate are in
+shuffle, so every transform is used about equally often and pairings vary. The names applied per candidate are in
 the ``adv_transforms`` column, the source list in ``heldout_idx``. A transform that raises on one
-program (e.g. Python that does not parse) is reported and replaced by the next transform of the
-same polarity in the rotation; Python variants of programs that compiled must still compile.
+program (e.g. Python that does not parse) is reported, and one that changes nothing (no local to
+rename) is counted; both are replaced by the next transform of the same polarity in the rotation; Python variants of programs that compiled must still compile.
 """
 from __future__ import annotations
 
@@ -38,6 +38,10 @@ def _apply_one(code: str, language: str, rotation: list[str], start: int, seed_k
         except Exception as e:  # noqa: BLE001 - any transform failure is reported, then the next one tried
             report.add("adversarial_transform_failed", where, f"{name}: {type(e).__name__}: {e}")
             continue
+        if out == code:  # nothing to change (e.g. no renamable local): not applicable here
+            noop = report.info.setdefault("adversarial_not_applicable", {})
+            noop[name] = noop.get(name, 0) + 1
+            continue
         if _compiles(code, language) and not _compiles(out, language):
             report.add("adversarial_broke_compile", where, f"{name}: variant no longer compiles")
             continue
@@ -59,7 +63,8 @@ def make_adversarial(heldout: list[VerifierList], size: int, positive: list[str]
     for n, lst in enumerate(source[:size]):
         applied, cands = [], []
         for k, (code, rate) in enumerate(zip(lst.candidates, lst.pass_rates)):
-            rot, start = (neg_rot, n) if rate >= 1.0 else (pos_rot, n)
+            # negatives shift by one every full cycle so positive/negative pairings vary too
+            rot, start = (neg_rot, n + n // max(len(neg_rot), 1)) if rate >= 1.0 else (pos_rot, n)
             if not rot:
                 cands.append(code)
                 applied.append("none")

@@ -43,9 +43,9 @@ def _python(code: str, rng: random.Random) -> str:
         if tok.type == pytokenize.NAME and first_word is None:
             first_word = tok.string
         elif tok.type in (pytokenize.OP, pytokenize.NUMBER, pytokenize.STRING) and first_word is None:
-            first_word = ""
+            first_word = "<string>" if tok.type == pytokenize.STRING else ""
         elif tok.type == pytokenize.NEWLINE:
-            if first_word is not None and tok.start[0] <= len(lines):
+            if first_word not in (None, "<string>") and tok.start[0] <= len(lines):  # docstrings stay clean
                 eligible.append((tok.start[0] - 1, tok.start[1], _kind(first_word)))
             first_word = None
     for row, col, kind in sorted(_pick(eligible, rng), reverse=True):

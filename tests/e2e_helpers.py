@@ -1,0 +1,76 @@
+"""Helpers for the end-to-end training tests: run aletheia-train, find and stop a run's Ray processes.
+
+Only processes this test started are stopped, by pid: a run's Ray processes are the ones whose
+command line names its private Ray temp dir, plus their descendants (workers rename themselves).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+REPO = Path(__file__).resolve().parent.parent
+DEBUG_CONFIG = REPO / "configs" / "debug_cpu.yaml"
+
+
+def train_command() -> list[str]:
+    exe = shutil.which("aletheia-train")
+    return [exe] if exe else [sys.executable, "-m", "launch.train"]
+
+
+def run_train(overrides: list[str], *, timeout: float, config: Path = DEBUG_CONFIG, env=None) -> subprocess.CompletedProcess:
+    proc = subprocess.run([*train_command(), "--config", str(config), *overrides], cwd=REPO, capture_output=True,
+                          text=True, timeout=timeout, env=env)
+    if proc.returncode != 0:
+        raise AssertionError(f"aletheia-train failed ({proc.returncode}):\n{proc.stderr[-6000:]}")
+    return proc
+
+
+def processes_of(marker: str) -> list[psutil.Process]:
+    """Processes whose command line contains ``marker`` and all their descendants."""
+    found: dict[int, psutil.Process] = {}
+    for p in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            if p.pid != os.getpid() and marker in " ".join(p.info["cmdline"] or []):
+                found[p.pid] = p
+                for child in p.children(recursive=True):
+                    found[child.pid] = child
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return list(found.values())
+
+
+def kill_processes(procs: list[psutil.Process], grace_s: float = 5.0) -> None:
+    for p in procs:
+        try:
+            p.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=grace_s)
+    for p in alive:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=grace_s)
+
+
+def kill_run_when(proc: subprocess.Popen, path: Path, marker: str, timeout: float) -> None:
+    """SIGKILL a training process group as soon as ``path`` exists (a pre-emption), then its Ray."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if proc.poll() is not None:
+            raise AssertionError(f"run ended (rc={proc.returncode}) before {path} appeared")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{path} did not appear within {timeout}s")
+        time.sleep(0.2)
+    ray_procs = processes_of(marker)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    kill_processes(ray_procs + processes_of(marker))
