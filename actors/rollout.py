@@ -48,14 +48,15 @@ class RolloutEngine:
 
     def __init__(self, model_path: str, *, tensor_parallel_size: int = 1, dtype: str = "float32",
                  max_model_len: int = 4096, enforce_eager: bool = True, seed: int = 0,
-                 gpu_memory_utilization: float = 0.85, enable_prefix_caching: bool = True):
+                 gpu_memory_utilization: float = 0.85, enable_prefix_caching: bool = True,
+                 engine_kwargs: Optional[dict] = None):
         start = time.perf_counter()
         if os.environ.get("VLLM_CPU_OMP_THREADS_BIND") == "all":
             cores = sorted(os.sched_getaffinity(0))
             os.environ["VLLM_CPU_OMP_THREADS_BIND"] = ",".join(str(c) for c in cores)
         import vllm
 
-        kwargs = {}
+        kwargs = dict(engine_kwargs or {})  # extra vllm.LLM arguments (e.g. enable_chunked_prefill)
         if tensor_parallel_size > 1:
             kwargs["distributed_executor_backend"] = "ray"
         self.llm = vllm.LLM(
@@ -146,7 +147,8 @@ class RolloutPool:
                  num_gpus_per_engine: float = 0, tensor_parallel_size: int = 1, dtype: str = "float32",
                  max_model_len: int = 4096, kv_cache_gb: float = 1, enforce_eager: bool = True,
                  seed: int = 0, gpu_memory_utilization: float = 0.85,
-                 cpu_threads_bind: Optional[str] = None, ready_timeout_s: float = 600):
+                 cpu_threads_bind: Optional[str] = None, ready_timeout_s: float = 600,
+                 engine_kwargs: Optional[dict] = None):
         if num_engines < 1 or tensor_parallel_size < 1:
             raise ValueError(f"need num_engines >= 1 and tensor_parallel_size >= 1, got {num_engines}, {tensor_parallel_size}")
         if not os.path.isdir(model_path):
@@ -175,7 +177,7 @@ class RolloutPool:
                     placement_group_capture_child_tasks=True),
             ).remote(model_path, tensor_parallel_size=tensor_parallel_size, dtype=dtype,
                      max_model_len=max_model_len, enforce_eager=enforce_eager, seed=seed + i,
-                     gpu_memory_utilization=gpu_memory_utilization)
+                     gpu_memory_utilization=gpu_memory_utilization, engine_kwargs=engine_kwargs)
             for i in range(num_engines)
         ]
         try:

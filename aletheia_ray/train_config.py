@@ -8,7 +8,7 @@ Every section maps onto the keyword arguments of one stage (the controller does 
 from __future__ import annotations
 
 import math
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
@@ -57,6 +57,15 @@ class RolloutConfig(StrictModel):
     temperature: float = Field(1.0, gt=0)
     top_p: float = Field(1.0, gt=0, le=1)
     max_new_tokens: int = Field(256, gt=0)  # the response budget (paper: 16k)
+    engine_kwargs: dict[str, Any] = {}  # extra vllm.LLM arguments (see RolloutConfig.vllm_kwargs)
+
+    def vllm_kwargs(self, max_model_len: int) -> dict[str, Any]:
+        """On CPU, seeded sampling crashes vLLM when a prompt's prefill is chunked ("CPU Generator
+        does not use offset"), so chunked prefill is off there unless engine_kwargs says otherwise."""
+        if self.num_gpus_per_engine > 0:
+            return dict(self.engine_kwargs)
+        return {"enable_chunked_prefill": False, "max_num_batched_tokens": max(max_model_len, 4096),
+                **self.engine_kwargs}
 
 
 class LearnerConfig(StrictModel):

@@ -61,8 +61,9 @@ def ray_session(cfg: TrainConfig) -> Iterator[None]:
         ray.init(address=address)
     else:
         temp_dir = cfg.ray.temp_dir or tempfile.mkdtemp(prefix="aletheia_ray_")
+        quiet = {"TOKENIZERS_PARALLELISM": "false", "VLLM_LOGGING_LEVEL": os.environ.get("VLLM_LOGGING_LEVEL", "WARNING")}
         ray.init(num_cpus=cfg.ray.num_cpus, include_dashboard=False, _temp_dir=temp_dir,
-                 runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false"}})
+                 runtime_env={"env_vars": quiet})
     try:
         yield
     finally:
@@ -148,7 +149,8 @@ class Trainer:
                                     num_gpus_per_engine=r.num_gpus_per_engine,
                                     tensor_parallel_size=r.tensor_parallel_size, dtype=cfg.model.dtype,
                                     max_model_len=cfg.model.max_model_len, kv_cache_gb=r.kv_cache_gb,
-                                    enforce_eager=r.enforce_eager, seed=cfg.seed)
+                                    enforce_eager=r.enforce_eager, seed=cfg.seed,
+                                    engine_kwargs=r.vllm_kwargs(cfg.model.max_model_len))
             learner_f = pool.submit(LearnerGroup, l.num_ranks, self.model_path, num_cpus_per_rank=l.num_cpus_per_rank,
                                     num_gpus_per_rank=l.num_gpus_per_rank, lr=l.lr, weight_decay=l.weight_decay,
                                     warmup_steps=warmup, grad_clip=l.grad_clip, micro_batch_size=l.micro_batch_size,

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 
 # 32 lists, 16 prompts per step: one epoch = 2 steps, so the step-2 checkpoint sits on an epoch boundary.
 COMMON = ["trainer.total_steps=4", "trainer.save_steps=2", "data.synthetic.num_lists=32",
-          "algorithm.prompts_per_step=16", "cold_start.steps=4", "evaluation.enabled=false", "logging.wandb=offline"]
+          "algorithm.prompts_per_step=16", "evaluation.enabled=false", "logging.wandb=offline"]
 TIMINGS = ("gen", "reward", "ref", "old_logprob", "update", "sync", "step")
 COMPARED = ("actor/pg_loss", "actor/loss", "actor/kl", "actor/grad_norm", "reward/mean")
 
@@ -46,7 +46,7 @@ def test_debug_config_runs_end_to_end_and_writes_metrics(straight_run):
     for row in rows:
         for name in TIMINGS:
             assert row[f"timing_s/{name}"] > 0, (name, row)
-        assert -1.0 <= row["reward/mean"] <= 1.0 and row["perf/throughput"] > 0
+        assert -2.0 <= row["reward/mean"] <= 1.0 and row["perf/throughput"] > 0  # ListEM + overlong penalty
         assert row["reward/parse_rate"] > 0.5  # the cold start taught the \boxed{} format
         assert math.isfinite(row["actor/pg_loss"]) and row["actor/kl"] >= 0
         assert row["sync/bytes"] > 0 and row["rollout/logprob_abs_diff_mean"] < 1e-3  # engine == learner after sync
@@ -54,7 +54,7 @@ def test_debug_config_runs_end_to_end_and_writes_metrics(straight_run):
     assert "step 4/4" in proc.stderr and "run summary" in proc.stderr
     for step in (2, 4):
         assert (ckpt.step_dir(out, step) / ckpt.COMPLETE).exists()
-    assert (out / "cold_start.jsonl").read_text().count("\n") == 4
+    assert (out / "cold_start.jsonl").read_text().count("\n") == 40  # debug_cpu.yaml: 40 cold-start steps
     assert list((out / "wandb").glob("offline-run-*"))
     assert leftovers == [], f"Ray processes left behind: {leftovers}"
 

@@ -57,6 +57,10 @@ def test_listwise_run_writes_k_samples_per_list_and_scores_them(tmp_path):
     assert [r["idx"] for r in rows] == [str(lst.idx) for lst in lists]
     assert all(set(r) == {"idx", "completions"} and len(r["completions"]) == 3 for r in rows)
     assert not (out / "predictions_reversed.jsonl").exists()
+    # seeded samples are independent across lists: vLLM seeds sample c with seed + c, so per-prompt
+    # seeds one apart once made sample c of list i replay sample c-1 of list i+1 (same opening tokens)
+    openings = [c[:12] for r in rows for c in r["completions"] if len(c) >= 12]
+    assert len(openings) >= 8 and len(set(openings)) == len(openings), openings
 
     m = json.loads((out / "metrics.json").read_text())
     assert m["n_lists"] == m["n_lists_in_data"] == m["n_lists_listwise"] == 4

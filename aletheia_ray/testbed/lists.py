@@ -52,10 +52,13 @@ def _group_lists(problem: Problem, generator: str, language: str, tier: str, can
         if cfg.max_code_chars is None or len(c.code) <= cfg.max_code_chars:
             codes.setdefault(c.code, c.pass_rate)
     correct = sorted(code for code, r in codes.items() if r >= 1.0)
-    by_rate: dict[float, list[str]] = defaultdict(list)
+    by_rate: dict[float, list[str]] = defaultdict(list)  # rounded rate -> programs
+    exact: dict[float, float] = {}  # rounded rate -> the smallest exact rate behind it (written out)
     for code, r in sorted(codes.items()):
         if r < 1.0:
-            by_rate[round(r, RATE_DECIMALS)].append(code)
+            key = round(r, RATE_DECIMALS)
+            by_rate[key].append(code)
+            exact[key] = min(exact.get(key, r), r)
     if not correct:
         return []
     out: list[VerifierList] = []
@@ -67,7 +70,7 @@ def _group_lists(problem: Problem, generator: str, language: str, tier: str, can
             if len(rates) < length - 1:
                 continue
             for j, combo in enumerate(_sample_combos(rates, length - 1, cfg.lists_per_length, rng)):
-                items = [(rng.choice(correct), 1.0)] + [(rng.choice(by_rate[r]), r) for r in combo]
+                items = [(rng.choice(correct), 1.0)] + [(rng.choice(by_rate[r]), exact[r]) for r in combo]
                 rng.shuffle(items)
                 pos = [r for _, r in items].index(1.0)
                 out.append(VerifierList(
