@@ -12,10 +12,10 @@ from e2e_helpers import kill_processes, processes_of, run_train
 
 pytestmark = pytest.mark.slow
 
-STEPS = 40
+STEPS = 50
 LEARNING = [f"trainer.total_steps={STEPS}", "trainer.save_steps=0", "trainer.save_final=false",
             "data.synthetic.num_lists=512", "algorithm.prompts_per_step=32", "algorithm.samples_per_prompt=8",
-            "cold_start.steps=40", "cold_start.targets=random_letter", "learner.lr=3e-3",
+            "cold_start.steps=20", "cold_start.targets=random_letter", "learner.lr=3e-3",
             "evaluation.enabled=true", "evaluation.num_lists=128", "logging.wandb=disabled"]
 
 

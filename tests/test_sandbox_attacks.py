@@ -20,7 +20,7 @@ from aletheia_ray.sandbox.isolation import SANDBOX_UID_BASE, pids_of_uid
 from aletheia_ray.sandbox.types import Status, StdioTest, Submission
 
 pytestmark = pytest.mark.sandbox
-SLOT = 45
+SLOT = 75
 HARNESS_SECRET = "ALETHEIA_HARNESS_SECRET_" + secrets.token_hex(8)
 
 

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 pytestmark = pytest.mark.sandbox
-SLOT_BASE = 60
+SLOT_BASE = 85
 
 
 def _cli(*args, timeout=300):

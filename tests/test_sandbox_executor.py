@@ -13,7 +13,7 @@ from aletheia_ray.sandbox.executor import Executor, submission_from_row
 from aletheia_ray.sandbox.types import Status, StdioTest, Submission
 from aletheia_ray.sandbox.values import Opaque, decode, values_match
 
-SLOT = 41
+SLOT = 70
 
 
 # ---- pure host-side logic ---------------------------------------------------------------------

@@ -22,7 +22,7 @@ from aletheia_ray.sandbox.types import Status, StdioTest, Submission
 pytestmark = pytest.mark.sandbox
 DATA = "/work/shared/data"
 WORKERS = 2
-SLOT_BASE = 50  # distinct from other test files' slots
+SLOT_BASE = 80
 CPP_NEEDS_BOOST_OR_OPENSSL = {"CPP/22"}  # boost/any.hpp (CPP/22); no OpenSSL task in ids 0-81
 N_CALL_INPUTS = 60
 

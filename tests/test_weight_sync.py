@@ -97,8 +97,8 @@ def test_weight_sync_with_test_sender_actor_matches_hf_logprobs(setup, transport
     _, pool, sender = setup
     ray.get(sender.perturb.remote(seed))
     assert max_diff_to_sender(pool, sender) > 1e-2  # engines still have the old weights
-    # fill the prefix cache with KV computed from the OLD weights
-    prompt = SEQ[:24]
+    # fill the prefix cache with KV computed from the OLD weights (> one 128-token CPU block)
+    prompt = (SEQ * 10)[:300]
     pool.generate([prompt], n=1, temperature=1.0, top_p=1.0, max_new_tokens=4, seed=0)
 
     sync = WeightSync(transport=transport, bucket_mb=0.5, timeout_s=120)

@@ -28,6 +28,7 @@ Isolation is whatever the deployment provides (SandboxFusion without its Docker 
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -203,6 +204,8 @@ class SandboxFusionBackend:
         error = ""
         for attempt in range(self.retries + 1):
             if attempt:
+                log.warning("SandboxFusion %s: retry %d/%d after %s", self.url, attempt,
+                            self.retries, error)
                 time.sleep(self.backoff_s * 2 ** (attempt - 1))
             try:
                 with self._slots:
@@ -322,10 +325,15 @@ def _call_job(entry_point: str, args: list) -> str:
     return json.dumps({"entry_point": entry_point, "inputs": [args]})
 
 
+@functools.lru_cache(maxsize=None)
+def _driver_text(driver: str) -> str:
+    with open(os.path.join(HARNESS_DIR, driver), encoding="utf-8") as fh:
+        return fh.read()
+
+
 def _with_driver(source: str, driver: str) -> str:
     """One Python file: write ``source`` to a temp file, then run the local ``driver`` on it."""
-    with open(os.path.join(HARNESS_DIR, driver), encoding="utf-8") as fh:
-        driver_text = fh.read()
+    driver_text = _driver_text(driver)
     prelude = ("import os as _aletheia_os, sys as _aletheia_sys, tempfile as _aletheia_tmp\n"
                "_aletheia_fd, _aletheia_path = _aletheia_tmp.mkstemp(suffix='.py')\n"
                f"_aletheia_os.write(_aletheia_fd, {source.encode()!r})\n"
