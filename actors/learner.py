@@ -27,6 +27,22 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 _ADDITIVE = "additive"  # loss metrics are sums over tokens / global count: add across micro-batches and ranks
 
 
+def gather_ranks(refs: list, what: str) -> list:
+    """``ray.get`` the ranks' results, failing fast with the rank's name: a rank that raised leaves the
+    others blocked in a collective, so waiting for all of them would hang forever."""
+    index = {ref: r for r, ref in enumerate(refs)}
+    pending, results = list(refs), {}
+    while pending:
+        ready, pending = ray.wait(pending, num_returns=1)
+        for ref in ready:
+            try:
+                results[index[ref]] = ray.get(ref)
+            except Exception as exc:
+                raise RuntimeError(f"learner rank {index[ref]} failed during {what}: {exc}; the other ranks "
+                                   "may be stuck in a collective: recreate the LearnerGroup") from exc
+    return [results[r] for r in range(len(refs))]
+
+
 def load_causal_lm(model_path: str, dtype: str, attn_implementation: str) -> torch.nn.Module:
     """A HF causal LM in eval mode (dropout off: RL logprobs must not depend on dropout noise)."""
     from transformers import AutoModelForCausalLM
@@ -198,11 +214,12 @@ class LearnerGroup:
                 attn_implementation=attn_implementation, backend=backend, seed=seed))
         self.micro_batch_size = micro_batch_size
         addr, port = ray.get(self.ranks[0].master_address.remote())
-        ray.get([rank.init_process_group.remote(addr, port) for rank in self.ranks])
+        gather_ranks([rank.init_process_group.remote(addr, port) for rank in self.ranks], "init_process_group")
 
     def compute_logprobs(self, batch: TrainBatch, temperature: float = 1.0) -> torch.Tensor:
         shards = shard_rows(batch, min(self.num_ranks, len(batch)))
-        parts = ray.get([rank.compute_logprobs.remote(s, temperature) for rank, s in zip(self.ranks, shards)])
+        parts = gather_ranks([rank.compute_logprobs.remote(s, temperature) for rank, s in zip(self.ranks, shards)],
+                             "compute_logprobs")
         return torch.cat(parts, dim=0)
 
     def train_step(self, batch: TrainBatch, loss: str, loss_kwargs: Optional[dict] = None, *,
@@ -216,12 +233,12 @@ class LearnerGroup:
         num_sequences = float((batch.loss_mask.sum(-1) > 0).sum())
         shards = shard_rows(batch, self.num_ranks)
         num_micro = max(math.ceil(len(s) / self.micro_batch_size) for s in shards)
-        results = ray.get([
+        results = gather_ranks([
             rank.train_step.remote(s, loss, loss_kwargs, global_num_tokens=num_tokens,
                                    global_num_sequences=num_sequences, num_micro_batches=num_micro,
                                    temperature=temperature)
             for rank, s in zip(self.ranks, shards)
-        ])
+        ], "train_step")
         metrics: dict[str, float] = {}
         for result in results:
             for key, value in result[_ADDITIVE].items():
@@ -231,10 +248,10 @@ class LearnerGroup:
         return metrics
 
     def save_checkpoint(self, directory: str, client_state: dict[str, Any]) -> None:
-        ray.get([rank.save_checkpoint.remote(directory, client_state) for rank in self.ranks])
+        gather_ranks([rank.save_checkpoint.remote(directory, client_state) for rank in self.ranks], "save_checkpoint")
 
     def load_checkpoint(self, directory: str) -> dict[str, Any]:
-        states = ray.get([rank.load_checkpoint.remote(directory) for rank in self.ranks])
+        states = gather_ranks([rank.load_checkpoint.remote(directory) for rank in self.ranks], "load_checkpoint")
         return states[0]
 
     def save_hf(self, directory: str) -> None:

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import ray
-from ray.exceptions import RayError, RayTaskError
+from ray.exceptions import GetTimeoutError, RayError, RayTaskError
 from tqdm import tqdm
 
 from aletheia_ray.sandbox.types import Status, Submission, SubmissionResult, TestResult
@@ -38,6 +38,7 @@ from aletheia_ray.sandbox.types import Status, Submission, SubmissionResult, Tes
 log = logging.getLogger(__name__)
 
 BACKENDS = ("local", "sandboxfusion")
+ACTOR_START_TIMEOUT_S = 120.0
 
 
 @ray.remote
@@ -65,6 +66,9 @@ class SandboxActor:
 
     def run(self, sub: Submission) -> SubmissionResult:
         return self.runner.run(sub)
+
+    def ping(self) -> int:
+        return self.slot
 
 
 def actors_for_cluster(num_cpus_per_actor: float = 0.5, reserve_cpus: float = 0.0) -> int:
@@ -159,6 +163,10 @@ class SandboxPool:
             actor.queue.clear()
             ray.kill(actor.handle, no_restart=True)
             actor.handle = self._new_actor(actor.slot)
+            try:  # wait until it is up, so its start-up time is not charged to a submission
+                ray.get(actor.handle.ping.remote(), timeout=ACTOR_START_TIMEOUT_S)
+            except (RayError, GetTimeoutError) as err:  # its tasks will fail and be retried
+                log.error("sandbox actor slot %d did not come back: %s", actor.slot, err)
 
         while pending or by_ref:
             self._dispatch(pending, by_ref, submissions)

@@ -16,7 +16,6 @@ from aletheia_ray.algorithms.logprobs import causal_lm_logprobs  # noqa: E402
 from aletheia_ray.models import build_tiny_model  # noqa: E402
 from test_learner_group import hf_model, make_batch, valid_positions  # noqa: E402
 
-pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")

@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
 import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))  # the loopback SandboxFusion helper
 
 pytestmark = pytest.mark.sandbox
 SLOT_BASE = 85
@@ -67,3 +70,24 @@ def test_run_writes_rows_in_order_with_error_rows_for_malformed_input(tmp_path):
 def test_run_missing_input_file_is_a_clear_error(tmp_path):
     proc = _cli("run", "--input", str(tmp_path / "nope.jsonl"), "--output", str(tmp_path / "o"))
     assert proc.returncode == 2 and "nope.jsonl" in proc.stderr
+
+
+def test_run_with_sandboxfusion_backend_against_loopback_server_backed_by_local_executor(tmp_path):
+    from sandboxfusion_loopback import LoopbackSandboxFusion
+
+    from aletheia_ray.sandbox.executor import Executor
+
+    rows = [{"id": "sf-ok", "language": "python", "code": "print(sum(map(int, input().split())))",
+             "tests": [{"input": "1 2", "output": "3"}, {"input": "2 2", "output": "5"}]},
+            {"id": "sf-bad", "language": "python"}]
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    src.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    with Executor(slot=SLOT_BASE + 2) as ex, LoopbackSandboxFusion(ex) as server:
+        proc = _cli("run", "--input", str(src), "--output", str(out), "--backend",
+                    "sandboxfusion", "--url", server.url, "--workers", "2")
+        served = len(server.requests)
+    assert proc.returncode == 0, proc.stderr
+    got = {r["id"]: r for r in map(json.loads, out.read_text().splitlines())}
+    assert [t["status"] for t in got["sf-ok"]["tests"]] == ["OK", "WA"]
+    assert got["sf-ok"]["pass_rate"] == 0.5 and served == 2  # one /run_code request per test
+    assert got["sf-bad"]["status"] == "InfraError" and "'code'" in got["sf-bad"]["detail"]

@@ -63,7 +63,7 @@ def test_sandbox_pool_batch_survives_killed_actor_with_each_result_exactly_once(
 @pytest.mark.sandbox
 @pytest.mark.slow
 def test_sandbox_pool_times_out_stuck_submission_as_infra_error_and_finishes_others(ray_session):
-    pool = SandboxPool(num_actors=2, num_cpus_per_actor=0.5, submission_timeout_s=4,
+    pool = SandboxPool(num_actors=2, num_cpus_per_actor=0.5, submission_timeout_s=5,
                        max_retries=1, slot_offset=POOL_SLOT_OFFSET)
     try:
         pool.probe()  # actors up before the clock matters

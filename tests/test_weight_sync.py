@@ -48,9 +48,6 @@ def make_sender_class():
             lp = torch.log_softmax(logits, -1).gather(-1, torch.tensor(seq[1:])[:, None])[:, 0]
             return lp.tolist()
 
-        def sleep(self, seconds):
-            time.sleep(seconds)
-
     return PerturbedHFSenderForTest
 
 
@@ -137,7 +134,8 @@ def test_weight_sync_from_real_learner_group(setup, transport):
     from aletheia_ray.sync import WeightSync
 
     model_path, pool, _ = setup
-    group = LearnerGroup(2, model_path, num_cpus_per_rank=0.5, lr=5e-2, micro_batch_size=2, seed=0)
+    lr = {"object_store": 5e-2, "collective": 2e-2}[transport]  # each case ends at other weights
+    group = LearnerGroup(2, model_path, num_cpus_per_rank=0.5, lr=lr, micro_batch_size=2, seed=0)
     try:
         ids = torch.tensor([SEQ, SEQ[::-1]])
         batch = TrainBatch(input_ids=ids, attention_mask=torch.ones_like(ids),
@@ -159,18 +157,23 @@ def test_weight_sync_timeout_names_the_silent_party(setup):
     from aletheia_ray.sync import SyncTimeoutError, WeightSync
 
     _, pool, sender = setup
-    # the learner is busy: both transports name it
+    # the learner is busy (a 6 s call runs on it first): both transports name it
     for transport in ("object_store", "collective"):
-        busy = sender.sleep.remote(6)
+        busy = sender.__ray_call__.remote(lambda self: time.sleep(6))
         with pytest.raises(SyncTimeoutError, match="no answer from learner rank 0") as err:
             WeightSync(transport=transport, timeout_s=2).sync(SenderGroup(sender), pool)
         assert err.value.parties == ["learner rank 0"]
         ray.get(busy)
-    # engine 1 is busy generating: only it is named
-    busy = pool.engines[1].generate.remote([SEQ] * 4, list(range(4)), n=8, temperature=1.0,
-                                           top_p=1.0, max_new_tokens=500, seed=0)
-    time.sleep(0.5)
+    # engine 1 is busy: only it is named
+    busy = pool.engines[1].__ray_call__.remote(lambda self: time.sleep(6))
     with pytest.raises(SyncTimeoutError, match="no answer from rollout engine 1$") as err:
         WeightSync(transport="object_store", timeout_s=3).sync(SenderGroup(sender), pool)
     assert err.value.parties == ["rollout engine 1"]
+    ray.get(busy)
+    # collective: engine 1 cannot join the new group in time; it is named (others may be too,
+    # since everyone else's gloo rendezvous gives up when it does)
+    busy = pool.engines[1].__ray_call__.remote(lambda self: time.sleep(6))
+    with pytest.raises(SyncTimeoutError, match="no answer from .*rollout engine 1") as err:
+        WeightSync(transport="collective", timeout_s=3).sync(SenderGroup(sender), pool)
+    assert "rollout engine 1" in err.value.parties
     ray.get(busy)

@@ -180,6 +180,8 @@ class Executor:
         oom = bool(cg) and cg.oom_kills() > oom_before
         if raw.timed_out or raw.stdout_overflow or oom or (raw.returncode or 0) < 0:
             iso.sweep(self.uid, cg, thorough=True)
+        else:
+            iso.reap_orphans(self.uid)
         return raw, oom
 
     def _sandbox_healthy(self) -> bool:

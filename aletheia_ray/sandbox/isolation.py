@@ -14,6 +14,7 @@ import resource
 import shutil
 import signal
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
@@ -27,6 +28,7 @@ HARNESS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "harness"
 PROG_DIR, SCRATCH_DIR, HARNESS_MOUNT = "/prog", "/sandbox", "/harness"
 SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
 PR_SET_CHILD_SUBREAPER = 36
+SWEEP_WAIT_S = 5.0  # how long a thorough sweep waits for the slot's processes to disappear
 
 
 @dataclass
@@ -225,26 +227,61 @@ def sweep(uid: Optional[int], cgroup: Optional[SlotCgroup], thorough: bool = Fal
             pass
     if killed or thorough:
         reap_orphans(uid)
+    if thorough and uid is not None and uid != 0:
+        # a killed pid namespace dies asynchronously: wait (bounded) until its last member is
+        # gone and reap what was adopted, so nothing of this run outlives it
+        deadline = time.monotonic() + SWEEP_WAIT_S
+        while (left := pids_of_uid(uid)) and time.monotonic() < deadline:
+            for pid in left:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            time.sleep(0.01)
+            reap_orphans(uid)
     return killed
 
 
 def reap_orphans(uid: Optional[int]) -> None:
-    """Reap zombies re-parented to us (we are a subreaper) that belong to the slot's uid."""
-    me = os.getpid()
+    """Reap zombies re-parented to us (we are a subreaper) that belong to the slot's uid.
+
+    bubblewrap's outer process exits without waiting for its pid-1 child, so runs leave such
+    zombies. Only zombies of this slot's uid are reaped (a slot is used by one thread at a time,
+    so none of them is a Popen child still being waited for); our own live Popen children are
+    skipped. Fast path: peek with waitid(WNOWAIT); if another zombie blocks the peek, scan /proc."""
     with _live_lock:
         live = set(_live_children)
-    for name in os.listdir("/proc"):
-        if not name.isdigit() or int(name) in live:
-            continue
+    while True:
         try:
-            ppid, puid, state = _proc_status(int(name))
-        except (OSError, ValueError):
-            continue
-        if ppid == me and state == "Z" and (uid is None or puid == uid):
+            info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return
+        if info is None:
+            return
+        if info.si_pid in live or not _reap_if_ours(info.si_pid, uid):
+            break
+    me = os.getpid()
+    for name in os.listdir("/proc"):
+        if name.isdigit() and int(name) not in live:
             try:
-                os.waitpid(int(name), os.WNOHANG)
-            except ChildProcessError:
+                if _proc_status(int(name))[0] == me:
+                    _reap_if_ours(int(name), uid)
+            except (OSError, ValueError):
                 pass
+
+
+def _reap_if_ours(pid: int, uid: Optional[int]) -> bool:
+    try:
+        _, puid, state = _proc_status(pid)
+    except (OSError, ValueError):
+        return False
+    if state != "Z" or (uid is not None and puid != uid):
+        return False
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return False
+    return True
 
 
 def resolve_binary(name: str) -> str:

@@ -43,7 +43,8 @@ def probe_executor(ex: "Executor") -> IsolationReport:
           f"write to /usr: {seen['write_usr']}")
     layer("pid_namespace", max(seen["visible_pids"]) < 100,
           f"visible pids: {seen['visible_pids'][:8]}")
-    layer("environment", set(seen["pid1_env_keys"]) <= {"PATH", "LANG", "HOME", "TMPDIR"},
+    pid1_env = {k for k in seen["pid1_env_keys"] if not k.startswith("<unreadable")}
+    layer("environment", pid1_env <= {"PATH", "LANG", "HOME", "TMPDIR"},
           f"pid 1 env keys: {seen['pid1_env_keys']}; own env keys: {seen['env_keys']}")
     layer("uid", seen["uid"] != 0, f"runs as uid {seen['uid']}")
     layer("seccomp", "denied" in seen["socket_inet"] and "denied" in seen["unshare"],
@@ -53,7 +54,7 @@ def probe_executor(ex: "Executor") -> IsolationReport:
     layer("rlimits", lim["NPROC"] > 0 and lim["CORE"] == 0 and lim["CPU"] > 0,
           ", ".join(f"{k}={v}" for k, v in lim.items()))
     layer("scratch_tmpfs", 0 < seen["scratch_mb"] <= limits.scratch_mb,
-          f"/sandbox is {seen['scratch_mb']} MiB")
+          f"scratch (cwd) is {seen['scratch_mb']} MiB")
     cg = ex.cgroup
     for ctrl in ("memory", "pids"):
         ok = bool(cg and ctrl in cg.dirs)

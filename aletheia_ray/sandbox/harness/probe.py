@@ -26,13 +26,17 @@ def main():
     libc = ctypes.CDLL(None, use_errno=True)
     rc = libc.unshare(0x10000000)  # CLONE_NEWUSER
     report["unshare"] = "allowed" if rc == 0 else f"denied (errno {ctypes.get_errno()})"
-    with open("/proc/1/environ", "rb") as fh:
-        report["pid1_env_keys"] = sorted(k.split(b"=")[0].decode() for k in fh.read().split(b"\0") if k)
+    try:
+        with open("/proc/1/environ", "rb") as fh:
+            raw = fh.read()
+        report["pid1_env_keys"] = sorted(k.split(b"=")[0].decode() for k in raw.split(b"\0") if k)
+    except OSError as exc:
+        report["pid1_env_keys"] = [f"<unreadable: {exc.strerror}>"]
     report["env_keys"] = sorted(os.environ)
     report["visible_pids"] = sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
     names = ("CPU", "AS", "NPROC", "FSIZE", "NOFILE", "CORE")
     report["rlimits"] = {n: resource.getrlimit(getattr(resource, f"RLIMIT_{n}"))[0] for n in names}
-    st = os.statvfs("/sandbox")
+    st = os.statvfs(".")  # cwd: the scratch dir
     report["scratch_mb"] = st.f_blocks * st.f_frsize // (1 << 20)
     report["cgroup"] = open("/proc/self/cgroup").read().strip().splitlines()
     print(json.dumps(report))
