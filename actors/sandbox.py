@@ -24,6 +24,9 @@ host (e.g. a testbed thread pool using slots 0..N-1) do not collide. A restarted
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import tempfile
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -52,7 +55,13 @@ class SandboxActor:
         if backend == "local":
             from aletheia_ray.sandbox.executor import Executor
 
-            self.runner = Executor(isolation=isolation, allow_unisolated=allow_unisolated, slot=slot)
+            # One work root per slot: a restarted actor first wipes what a killed one left behind
+            # (the pool kills the old actor before starting its replacement).
+            self.work_root = os.path.join(tempfile.gettempdir(), f"aletheia-sandbox-slot{slot}")
+            shutil.rmtree(self.work_root, ignore_errors=True)
+            os.makedirs(self.work_root, mode=0o711)
+            self.runner = Executor(isolation=isolation, allow_unisolated=allow_unisolated, slot=slot,
+                                   work_root=self.work_root)
         elif backend == "sandboxfusion":
             from aletheia_ray.sandbox.remote import SandboxFusionBackend
 
@@ -69,6 +78,13 @@ class SandboxActor:
 
     def ping(self) -> int:
         return self.slot
+
+    def close(self) -> None:
+        """Kill what is left in the slot and remove its work dirs."""
+        if hasattr(self.runner, "close"):
+            self.runner.close()
+        if getattr(self, "work_root", None):
+            shutil.rmtree(self.work_root, ignore_errors=True)
 
 
 def actors_for_cluster(num_cpus_per_actor: float = 0.5, reserve_cpus: float = 0.0) -> int:
@@ -209,6 +225,12 @@ class SandboxPool:
         return [a.handle for a in self._actors]
 
     def shutdown(self) -> None:
+        """Close every actor's sandbox (work dirs, leftover processes), then kill the actors."""
+        closing = [a.handle.close.remote() for a in self._actors]
+        try:
+            ray.get(closing, timeout=60)
+        except RayError as err:  # a dead actor has nothing left to close
+            log.warning("closing sandbox actors: %s", err)
         for actor in self._actors:
             ray.kill(actor.handle, no_restart=True)
         self._actors = []

@@ -29,6 +29,7 @@ from rich.table import Table
 
 from aletheia_ray.sandbox.checkers import checker
 from aletheia_ray.sandbox.executor import Executor
+from aletheia_ray.sandbox.isolation import resolve_binary
 from aletheia_ray.sandbox.languages import language
 from aletheia_ray.sandbox.types import Status, StdioTest, Submission, SubmissionResult
 
@@ -56,9 +57,9 @@ def _bare_compile(sub: Submission, work: str) -> list[str]:
     src = os.path.join(work, lang.source_name)
     with open(src, "w") as fh:
         fh.write(sub.code)
-    if sub.language == "python":
-        return [sys.executable, "-I", "-B", src]
-    subprocess.run(["g++", "-std=c++17", "-O2", "-pipe", "-o", os.path.join(work, "main"), src],
+    if sub.language == "python":  # the same interpreter the sandbox runs (not this venv's)
+        return [resolve_binary("python3"), "-I", "-B", src]
+    subprocess.run([resolve_binary("g++"), "-std=c++17", "-O2", "-pipe", "-o", os.path.join(work, "main"), src],
                    check=True, capture_output=True)
     return [os.path.join(work, "main")]
 

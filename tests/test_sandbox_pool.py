@@ -1,6 +1,7 @@
 """Ray sandbox pool (actors/sandbox.py): real Ray, real bubblewrap executors in the actors."""
 from __future__ import annotations
 
+import glob
 import tempfile
 import threading
 import time
@@ -9,6 +10,7 @@ import pytest
 import ray
 
 from actors.sandbox import SandboxPool
+from aletheia_ray.sandbox.isolation import SANDBOX_UID_BASE, pids_of_uid
 from aletheia_ray.sandbox.types import Status, StdioTest, Submission
 
 POOL_SLOT_OFFSET = 50  # executor tests use low slots; the loopback remote test uses 41
@@ -58,6 +60,10 @@ def test_sandbox_pool_batch_survives_killed_actor_with_each_result_exactly_once(
         assert sorted(p["slot"] for p in pool.probe()) == [POOL_SLOT_OFFSET, POOL_SLOT_OFFSET + 1]
     finally:
         pool.shutdown()
+    # nothing left behind: work dirs (also the killed actor's) and sandboxed processes
+    slots = (POOL_SLOT_OFFSET, POOL_SLOT_OFFSET + 1)
+    assert not [p for s in slots for p in glob.glob(f"/tmp/aletheia-sandbox-slot{s}")]
+    assert not [pid for s in slots for pid in pids_of_uid(SANDBOX_UID_BASE + s)]
 
 
 @pytest.mark.sandbox

@@ -119,7 +119,8 @@ def run_call_tests(ex: "Executor", sub: Submission, lang: Language, prog: str) -
         if not want.get("ok"):
             # no trustworthy expected value: the verdict is unknown, not a failure of the program
             why = want.get("detail") or want.get("error")
-            results.append(TestResult(Status.INFRA, 0.0, f"reference failed on input {i}: {why}"[:500]))
+            detail = f"reference failed on input {i}: {why}"[:500]
+            results.append(TestResult(Status.INFRA, 0.0, detail))
         elif "status" in got:
             results.append(TestResult(got["status"], 0.0, got["detail"][:500]))
         elif not got["ok"]:

@@ -272,7 +272,8 @@ class Executor:
         if self.uid is not None:
             os.chown(prog, 0, 0)
         status, detail = self.classify(raw, oom)
-        result.compile = {"status": "OK" if status is None else "CE", "time_s": round(raw.wall_s, 4),
+        result.compile = {"status": "OK" if status is None else "CE",
+                          "time_s": round(raw.wall_s, 4),
                           "stderr": raw.stderr.decode(errors="replace")[-2000:]}
         if status is None:
             return True

@@ -9,12 +9,13 @@ from aletheia_ray.sandbox.executor import Executor
 from aletheia_ray.sandbox.types import Submission, SubmissionResult
 
 WINDOW_PER_WORKER = 64  # jobs in flight beyond the oldest unfinished one (ordered output)
+Runner = Callable[[Submission], SubmissionResult]
 Job = Union[Submission, SubmissionResult]  # a ready result (e.g. an error row) passes through
 
 
 def run_local(jobs: Iterable[Job], workers: int = 1, slot_base: int = 0,
               isolation: str = "auto", allow_unisolated: bool = False,
-              make_runner: Optional[Callable[[int], Callable[[Submission], SubmissionResult]]] = None,
+              make_runner: Optional[Callable[[int], Runner]] = None,
               ) -> Iterator[SubmissionResult]:
     """Yield one result per job, in input order. ``make_runner(slot)`` overrides the local
     executor (e.g. a remote backend); by default worker k uses ``Executor(slot=slot_base + k)``."""

@@ -23,7 +23,8 @@ def submission_from_row(row: dict) -> Submission:
     if not isinstance(row, dict):
         raise ValueError(f"row: expected a JSON object, got {type(row).__name__}")
     unknown = sorted(set(row) - KNOWN_KEYS)
-    _need(not unknown, unknown[0] if unknown else "", f"unknown field (known: {sorted(KNOWN_KEYS)})")
+    _need(not unknown, unknown[0] if unknown else "",
+          f"unknown field (known: {sorted(KNOWN_KEYS)})")
     _need("id" in row and isinstance(row["id"], (str, int)) and str(row["id"]) != "", "id",
           "missing or not a non-empty string/int")
     _need(isinstance(row.get("language"), str), "language", "missing or not a string")
@@ -56,7 +57,8 @@ def submission_from_row(row: dict) -> Submission:
         inputs = row.get("inputs")
         _need(isinstance(inputs, list) and inputs and all(isinstance(a, list) for a in inputs),
               "inputs", "must be a non-empty list of argument lists")
-        has_expected, has_reference = row.get("expected") is not None, row.get("reference") is not None
+        has_expected = row.get("expected") is not None
+        has_reference = row.get("reference") is not None
         _need(has_expected != has_reference, "expected", "give exactly one of expected|reference")
         if has_expected:
             _need(isinstance(row["expected"], list) and len(row["expected"]) == len(inputs),
