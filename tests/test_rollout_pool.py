@@ -32,7 +32,7 @@ def pools(model_path, tmp_path_factory):
              log_to_driver=False)
     one = two = None
     try:
-        one = RolloutPool(1, model_path, num_cpus_per_engine=0.5, max_model_len=1024, kv_cache_gb=1)
+        one = RolloutPool(1, model_path, num_cpus_per_engine=0.5, max_model_len=4096, kv_cache_gb=1)
         two = RolloutPool(2, model_path, num_cpus_per_engine=0.5, max_model_len=1024, kv_cache_gb=1, seed=5)
         yield one, two
     finally:
@@ -97,6 +97,15 @@ def test_rollout_logprobs_are_post_temperature_and_text_is_decoded(pools, model_
 
 
 @pytest.mark.slow
+def test_seeded_long_prompt_beyond_default_batch_budget(pools):
+    one, _ = pools
+    long_prompt = [10 + (i * 7) % 2000 for i in range(3000)]  # > vLLM's default 2048-token chunk
+    a = one.generate([long_prompt], n=2, temperature=1.0, top_p=1.0, max_new_tokens=4, seed=1)
+    b = one.generate([long_prompt], n=2, temperature=1.0, top_p=1.0, max_new_tokens=4, seed=1)
+    assert [g.response_ids for g in a] == [g.response_ids for g in b]
+
+
+@pytest.mark.slow
 def test_engine_info_and_bad_inputs(pools, model_path):
     from actors.rollout import RolloutPool, engine_env
 
@@ -111,3 +120,14 @@ def test_engine_info_and_bad_inputs(pools, model_path):
     with pytest.raises(ValueError, match="kv_cache_gb"):
         engine_env(0.5, 0, None)
     assert engine_env(2, 0, None)["VLLM_CPU_KVCACHE_SPACE"] == "2"
+
+
+def test_engine_bundles_per_engine_and_per_tp_worker():
+    from actors.rollout import engine_bundles
+
+    assert engine_bundles(3, 0.5, 0, 1) == [{"CPU": 0.5}] * 3
+    assert engine_bundles(2, 1, 2, 2) == [{"CPU": 1, "GPU": 1.0}, {"GPU": 1.0}] * 2
+    with pytest.raises(ValueError, match="needs GPUs"):
+        engine_bundles(1, 1, 0, 2)
+    with pytest.raises(ValueError, match="num_cpus_per_engine"):
+        engine_bundles(1, 0, 0, 1)
