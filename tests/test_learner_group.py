@@ -16,6 +16,8 @@ from aletheia_ray.algorithms.registry import compute_loss  # noqa: E402
 from aletheia_ray.batch import TrainBatch  # noqa: E402
 from aletheia_ray.models import build_tiny_model  # noqa: E402
 
+pytestmark = pytest.mark.slow  # ~45-60 s on a loaded 2-core machine (Ray + 4 DeepSpeed ranks)
+
 LR = 1e-3
 GRPO_KWARGS = {"beta": 1e-3, "eps_low": 0.2, "eps_high": 0.28}
 
