@@ -43,6 +43,7 @@ setup(
     description="Ray-native distributed RLVR for generative code verifiers and code generators",
     python_requires=">=3.10",
     packages=find_packages(include=["aletheia_ray*", "actors*", "launch*"]),
+    package_data={"aletheia_ray": ["assets/*"]},  # tiny-tokenizer corpus (aletheia_ray/models.py)
     install_requires=CORE,
     extras_require=EXTRAS,
     entry_points={
