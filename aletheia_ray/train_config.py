@@ -8,6 +8,7 @@ Every section maps onto the keyword arguments of one stage (the controller does 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any, Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
@@ -16,6 +17,17 @@ from aletheia_ray.config import StrictModel
 from aletheia_ray.rewards import REWARD_FNS, STYLES
 
 PositiveInt = Field(gt=0)
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def resolve_input_path(value: str, key: str) -> str:
+    """An absolute path as given; a relative one against the working directory, then the repo root."""
+    path = Path(value).expanduser()
+    tried = [path] if path.is_absolute() else [Path.cwd() / path, REPO_ROOT / path]
+    for candidate in tried:
+        if candidate.exists():
+            return str(candidate.resolve())
+    raise ValueError(f"{key}: file {value!r} not found (looked at {', '.join(str(t) for t in tried)})")
 
 
 class ModelConfig(StrictModel):
@@ -38,7 +50,17 @@ class DataConfig(StrictModel):
     train_path: Optional[str] = None  # JSONL/parquet of verifier lists (kind: lists)
     prompt_style: Literal["think", "instruct"] = "think"
     shuffle: bool = True  # a fresh permutation per epoch, seeded by (seed, epoch)
+    # kind: lists. Keep only lists with these candidate counts / prompts of at most this many tokens
+    # (dropped lists are counted in the log and summary; without the token limit a prompt over
+    # model.max_model_len - rollout.max_new_tokens is an error).
+    num_candidates: Optional[list[int]] = None
+    max_prompt_tokens: Optional[int] = Field(None, gt=0)
     synthetic: SyntheticDataConfig = SyntheticDataConfig()
+
+    @field_validator("train_path")
+    @classmethod
+    def _existing_path(cls, value: Optional[str]) -> Optional[str]:
+        return None if value is None else resolve_input_path(value, "data.train_path")
 
     @model_validator(mode="after")
     def _needs_path(self):

@@ -46,6 +46,7 @@ from aletheia_ray.tracking import Tracker
 from aletheia_ray.train_batches import (generations_to_batch, logprob_gap_metrics, response_metrics,
                                         sequences_to_batch, verdict_completion, verifier_prompt_ids)
 from aletheia_ray.train_config import TrainConfig
+from aletheia_ray.train_data import select_training_lists
 
 log = logging.getLogger("aletheia_ray.trainer")
 
@@ -96,10 +97,14 @@ class Trainer:
         self.prompt_ids = [verifier_prompt_ids(lst, self.tokenizer, style=cfg.data.prompt_style, synthetic=synthetic)
                            for lst in self.items]
         budget = cfg.model.max_model_len - cfg.rollout.max_new_tokens
-        for lst, ids in zip(self.items, self.prompt_ids):
-            if len(ids) > budget:
-                raise ValueError(f"list idx={lst.idx}: prompt has {len(ids)} tokens, more than model.max_model_len - "
-                                 f"rollout.max_new_tokens = {budget}; raise model.max_model_len")
+        self.items, self.prompt_ids, self.data_report = select_training_lists(
+            self.items, self.prompt_ids, budget=budget, num_candidates=None if synthetic else cfg.data.num_candidates,
+            max_prompt_tokens=cfg.data.max_prompt_tokens, source=cfg.data.train_path or "synthetic lists")
+        lengths = sorted(len(ids) for ids in self.prompt_ids)
+        log.warning("training lists: %d of %d kept (dropped: %d by data.num_candidates, %d by data.max_prompt_tokens);"
+                    " prompt tokens median %d, max %d", self.data_report["data/num_lists"],
+                    self.data_report["data/num_lists_read"], self.data_report["data/dropped_num_candidates"],
+                    self.data_report["data/dropped_prompt_tokens"], lengths[len(lengths) // 2], lengths[-1])
         self.sampler = PromptSampler(len(self.items), cfg.algorithm.prompts_per_step, seed=cfg.seed,
                                      shuffle=cfg.data.shuffle)
         self.state = ckpt.ControllerState(step=0, sampler=self.sampler.state_dict())
@@ -302,7 +307,7 @@ class Trainer:
         tracker = Tracker(str(self.out), total_steps=t.total_steps, start_step=start, config=config_to_dict(cfg),
                           wandb=cfg.logging.wandb, project=cfg.logging.project, run_name=cfg.logging.run_name,
                           progress=cfg.logging.progress)
-        extra: dict[str, Any] = {"resumed_from_step": start}
+        extra: dict[str, Any] = {"resumed_from_step": start, **self.data_report}
         try:
             if cfg.cold_start.enabled and not self.state.cold_start_done:
                 extra.update({f"cold_start/{k}": v for k, v in self.cold_start().items() if isinstance(v, float)})

