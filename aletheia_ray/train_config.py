@@ -21,9 +21,13 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def resolve_input_path(value: str, key: str) -> str:
-    """An absolute path as given; a relative one against the working directory, then the repo root."""
+    """A relative path resolved against the working directory, then the repo root (an error if in
+    neither). An absolute path is kept as given: it may exist only on the cluster's driver node,
+    so the trainer checks it when it loads the data."""
     path = Path(value).expanduser()
-    tried = [path] if path.is_absolute() else [Path.cwd() / path, REPO_ROOT / path]
+    if path.is_absolute():
+        return str(path)
+    tried = [Path.cwd() / path, REPO_ROOT / path]
     for candidate in tried:
         if candidate.exists():
             return str(candidate.resolve())

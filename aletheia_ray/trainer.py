@@ -119,6 +119,8 @@ class Trainer:
         if d.kind == "synthetic":
             return make_synthetic_lists(d.synthetic.num_lists, num_candidates=d.synthetic.num_candidates,
                                         seed=d.synthetic.seed, repeats=d.synthetic.repeats)
+        if not Path(d.train_path).exists():
+            raise FileNotFoundError(f"data.train_path: file {d.train_path} not found")
         return load_lists(d.train_path)
 
     def start(self) -> None:

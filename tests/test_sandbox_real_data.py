@@ -121,6 +121,10 @@ def test_humanevalplus_pass_rates_match_shipped_on_deterministic_sample():
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("ALETHEIA_EXHAUSTIVE") != "1",
+                    reason="exhaustive (~35 min on 2 cores, too long for CI); run with "
+                           "ALETHEIA_EXHAUSTIVE=1 pytest tests/test_sandbox_real_data.py -k "
+                           "all_candidates")
 @pytest.mark.timeout(5400)  # ~2.8 candidates/s on 2 shared cores: ~35 min for all 5586
 def test_humanevalplus_pass_rates_match_shipped_all_candidates():
     _check_humanevalplus(sample_every=1)

@@ -64,7 +64,7 @@ def test_unknown_key_in_file(tmp_path):
     ("reward.fn=list_emm", "unknown reward fn"),
     ("reward.overlong.cache=999", "overlong.cache"),
     ("rollout.max_new_tokens=4096", "max_model_len"),
-    ("data.kind=lists", "train_path"),
+    ("data.train_path=null", "train_path"),  # debug_cpu.yaml: kind lists
     ("learner.lr=-1", "learner.lr"),
 ])
 def test_bad_values_are_named(override, match):

@@ -1,7 +1,6 @@
 """Training-list selection (data.num_candidates / data.max_prompt_tokens) and data path resolution."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest

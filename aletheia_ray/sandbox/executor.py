@@ -19,6 +19,7 @@ from typing import Any, Optional
 
 from aletheia_ray.sandbox import isolation as iso
 from aletheia_ray.sandbox.checkers import checker as get_checker
+from aletheia_ray.sandbox.exec_wrapper import wrapped_argv, wrapper_path
 from aletheia_ray.sandbox.isolation import IsolationReport, Limits
 from aletheia_ray.sandbox.languages import Language, SourceError, language
 from aletheia_ray.sandbox.process import RawRun, run_process
@@ -64,6 +65,7 @@ class Executor:
             self.seccomp_path = None
         self.cgroup = iso.SlotCgroup(slot) if os.geteuid() == 0 else None
         self.subreaper = iso.become_subreaper()
+        self.exec_wrapper = wrapper_path()  # None (no C compiler): slower preexec_fn launches
         self._count = 0
         self._report: Optional[IsolationReport] = None
         self.mode = "bwrap"
@@ -152,8 +154,9 @@ class Executor:
                 iso.sweep(self.uid, cg)
             cg.prepare(limits.memory_mb, limits.nproc)
             oom_before = cg.oom_kills()
-        preexec = iso.make_preexec(limits, self.uid, cg.procs_paths() if cg else [])
+        procs = cg.procs_paths() if cg else []
         fds: tuple[int, ...] = ()
+        err_pipe: tuple[int, ...] = ()
         scratch = None
         try:
             if mode == "bwrap":
@@ -168,12 +171,25 @@ class Executor:
                     os.chown(scratch, self.uid, self.uid)
                 full, cwd = argv, scratch
                 env = {**iso.BWRAP_ENV, "HOME": scratch, "TMPDIR": scratch}
+            preexec = None
+            if self.exec_wrapper:  # vfork+exec a C wrapper: no Python in the child (fast path)
+                err_pipe = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+                full = wrapped_argv(self.exec_wrapper, err_pipe[1], limits, self.uid, procs, full)
+            else:
+                preexec = iso.make_preexec(limits, self.uid, procs)
             raw = run_process(full, stdin=stdin, env=env, wall_s=wall_s, stdout_cap=stdout_cap,
-                              cwd=cwd, preexec=preexec, pass_fds=fds, progress_s=progress_s,
-                              first_progress_s=first_progress_s,
+                              cwd=cwd, preexec=preexec, pass_fds=fds + err_pipe[1:],
+                              progress_s=progress_s, first_progress_s=first_progress_s,
                               kill_rest=lambda: iso.sweep(self.uid, cg))
+            if err_pipe:
+                try:
+                    setup_error = os.read(err_pipe[0], 4096).decode(errors="replace")
+                except BlockingIOError:
+                    setup_error = ""
+                if setup_error and not raw.launch_error:
+                    raw.launch_error = setup_error
         finally:
-            for fd in fds:
+            for fd in fds + err_pipe:
                 os.close(fd)
             if scratch and not writable:
                 shutil.rmtree(scratch, ignore_errors=True)
