@@ -33,10 +33,8 @@ LEARNING = [f"seed={SEED}", f"trainer.total_steps={STEPS}", "trainer.save_steps=
             # a short format-only cold start: 40 steps at lr 3e-3 entrench "ignore the candidates" (measured:
             # GRPO then stayed at chance for 40+ steps); beta 0.05 with a fixed reference also stalled it
             "cold_start.steps=20", "cold_start.targets=random_letter", "learner.lr=3e-3",
-            # typical grad norms are 0.1-0.5 with rare spikes of 2-17, after which Adam's normalised step
-            # knocked the \boxed{} format out for several steps (measured, clip 1.0); clipping at 0.3
-            # keeps every update near the typical size
-            "learner.grad_clip=0.3",
+            # measured: lr 2e-3 collapsed to one answer per prompt at chance; grad clip 0.3 (seed 1) stayed at
+            # chance for 44+ steps with format collapses (docs/training.md)
             "evaluation.enabled=false", "logging.wandb=disabled"]
 EVAL_K = 4
 
