@@ -1,6 +1,7 @@
 """Verifier-list loading (JSONL, .gz, parquet), validation messages, saving, permutation, pairs."""
 from __future__ import annotations
 
+from fixture_paths import SHARED_DATA
 import gzip
 import json
 import random
@@ -16,7 +17,7 @@ from aletheia_ray.data import (
     validate_list,
 )
 
-FIXTURE = Path("/work/shared/data/humaneval_lists_dev.jsonl")
+FIXTURE = SHARED_DATA / "humaneval_lists_dev.jsonl"
 
 
 def good_row(**changes) -> dict:

@@ -13,8 +13,9 @@ from aletheia_ray.eval_generate import (EvalPlanError, EvalPrompt, generation_st
 from aletheia_ray.evaluation import load_predictions, score_predictions
 from aletheia_ray.models import resolve_model_path
 from aletheia_ray.prompts import THINK_OPEN, build_messages, prompt_token_ids
+from fixture_paths import SHARED_DATA
 
-FIXTURE = "/work/shared/data/humaneval_lists_dev.jsonl"
+FIXTURE = str(SHARED_DATA / "humaneval_lists_dev.jsonl")
 
 
 @pytest.fixture(scope="module")

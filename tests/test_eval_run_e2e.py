@@ -17,9 +17,10 @@ from aletheia_ray.data.lists import load_lists
 from aletheia_ray.eval_generate import plan_eval_prompts
 from aletheia_ray.models import resolve_model_path
 from launch.eval import main
+from fixture_paths import SHARED_DATA
 
 REPO = Path(__file__).resolve().parent.parent
-FIXTURE = Path("/work/shared/data/humaneval_lists_dev.jsonl")
+FIXTURE = SHARED_DATA / "humaneval_lists_dev.jsonl"
 MAX_NEW = 40
 needs_fixture = pytest.mark.skipif(not FIXTURE.exists(), reason=f"fixture {FIXTURE} not present")
 

@@ -13,8 +13,9 @@ from aletheia_ray.data.records import VerifierList
 from aletheia_ray.evaluation import load_predictions, score_predictions
 from aletheia_ray.metrics import binomial_std_list_acc, random_baseline_list_acc
 from launch.eval import main
+from fixture_paths import SHARED_DATA
 
-FIXTURE = Path("/work/shared/data/humaneval_lists_dev.jsonl")
+FIXTURE = SHARED_DATA / "humaneval_lists_dev.jsonl"
 ROWS = [json.loads(line) for line in FIXTURE.open()] if FIXTURE.exists() else []
 needs_fixture = pytest.mark.skipif(not ROWS, reason=f"fixture {FIXTURE} not present")
 

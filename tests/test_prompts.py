@@ -1,6 +1,7 @@
 """Verifier prompts: content per mode/style, fenced code, pair order, chat-template rendering."""
 from __future__ import annotations
 
+from fixture_paths import SHARED_DATA
 import re
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from aletheia_ray.prompts import (
     build_user_prompt, fenced, format_scores, format_verdict, pair_messages, prompt_token_ids, render_prompt,
 )
 
-FIXTURE = Path("/work/shared/data/humaneval_lists_dev.jsonl")
+FIXTURE = SHARED_DATA / "humaneval_lists_dev.jsonl"
 
 CHATML = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"

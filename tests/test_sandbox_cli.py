@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from fixture_paths import REPO_ROOT
 
 sys.path.insert(0, os.path.dirname(__file__))  # the loopback SandboxFusion helper
 
@@ -16,7 +17,7 @@ SLOT_BASE = 85
 
 def _cli(*args, timeout=300):
     return subprocess.run([sys.executable, "-m", "launch.sandbox", *args], capture_output=True,
-                          text=True, timeout=timeout, cwd="/work/main")
+                          text=True, timeout=timeout, cwd=str(REPO_ROOT))
 
 
 def test_probe_prints_level_and_layers():

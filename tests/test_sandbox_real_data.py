@@ -1,4 +1,4 @@
-"""Correctness of the sandbox executor on real external data (/work/shared/data).
+"""Correctness of the sandbox executor on real external data (../shared/data beside the repo).
 
 - HumanEval-X: canonical solution + test program passes in Python, Java and C++ (except the C++
   tasks that need Boost/OpenSSL, listed below).
@@ -18,9 +18,10 @@ import pytest
 
 from aletheia_ray.sandbox.parallel import run_local
 from aletheia_ray.sandbox.types import Status, StdioTest, Submission
+from fixture_paths import SHARED_DATA
 
 pytestmark = pytest.mark.sandbox
-DATA = "/work/shared/data"
+DATA = str(SHARED_DATA)
 WORKERS = 2
 SLOT_BASE = 80
 CPP_NEEDS_BOOST_OR_OPENSSL = {"CPP/22"}  # boost/any.hpp (CPP/22); no OpenSSL task in ids 0-81

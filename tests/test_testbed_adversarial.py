@@ -13,8 +13,9 @@ import pytest
 from aletheia_ray.testbed.adversarial import ADV_TRANSFORMS, get_transform, names
 from aletheia_ray.testbed.adversarial.statements import STATEMENTS
 from aletheia_ray.testbed.clike import tokenize
+from fixture_paths import SHARED_DATA
 
-DATA = Path("/work/shared/data")
+DATA = SHARED_DATA
 POSITIVE = {"authority", "egocentric", "external_reference", "bandwagon", "illusory_complexity",
             "self_declared_correctness"}
 NEGATIVE = {"minification", "misleading_comments", "identifier_renaming", "reverse_authority",

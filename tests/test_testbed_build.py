@@ -14,8 +14,9 @@ from aletheia_ray.data.lists import load_lists
 from aletheia_ray.testbed.adversarial import ADV_TRANSFORMS
 from aletheia_ray.testbed.build import build_testbed
 from aletheia_ray.testbed.config import TestbedConfig
+from fixture_paths import SHARED_DATA
 
-DATA = Path("/work/shared/data")
+DATA = SHARED_DATA
 PROBLEMS = DATA / "humanevalplus_dev.jsonl.gz"
 CANDIDATES = DATA / "humaneval_scored_candidates_dev.jsonl"
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "testbed.yaml"

@@ -8,8 +8,9 @@ import pytest
 from aletheia_ray.data.lists import load_lists, save_lists
 from aletheia_ray.testbed.dpo import build_dpo_pairs
 from launch.testbed import main as cli_main
+from fixture_paths import SHARED_DATA
 
-LISTS = Path("/work/shared/data/humaneval_lists_dev.jsonl")
+LISTS = SHARED_DATA / "humaneval_lists_dev.jsonl"
 MODELS = ("qwen-1.5b", "qwen-7b", "qwen-14b")
 
 

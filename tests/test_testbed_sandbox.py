@@ -19,9 +19,10 @@ from aletheia_ray.testbed.config import CandidatesConfig, ExecutionConfig, Probl
 from aletheia_ray.testbed.execution import ExecutionCache, score_missing, thread_runner
 from aletheia_ray.testbed.problems import load_problems
 from aletheia_ray.testbed.report import BuildReport
+from fixture_paths import SHARED_DATA
 
 pytestmark = pytest.mark.sandbox
-DATA = Path("/work/shared/data")
+DATA = SHARED_DATA
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "testbed.yaml"
 CODE_CHANGING = ("minification", "misleading_comments", "identifier_renaming", "illusory_complexity", "authority")
 
