@@ -67,7 +67,7 @@ def test_verifier_list_prompt_is_not_absurdly_long():
     import json
 
     tok = build_tiny_tokenizer()
-    row = json.loads(SHARED_DATA / "humaneval_lists_dev.jsonl".read_text().splitlines()[0])
+    row = json.loads((SHARED_DATA / "humaneval_lists_dev.jsonl").read_text().splitlines()[0])
     text = row["query"] + "".join(row["candidates"])
     assert len(tok(text)["input_ids"]) < len(text) / 2.5
 
