@@ -27,6 +27,13 @@ def tis_weights(old_logprobs: torch.Tensor, rollout_logprobs: torch.Tensor, cap:
     return torch.exp(log_ratio).clamp(max=cap).detach()
 
 
+def _reference_kl(logprobs: torch.Tensor, ref_logprobs: Optional[torch.Tensor], beta: float) -> torch.Tensor:
+    """Per-token k3 KL to the reference; a non-zero beta without reference logprobs is an error."""
+    if ref_logprobs is None:
+        raise ValueError(f"beta={beta} needs ref_logprobs (set beta=0 to train without a reference)")
+    return kl_k3(logprobs, ref_logprobs)
+
+
 def _count(mask: torch.Tensor, global_count: Optional[float]) -> float:
     count = float(mask.sum()) if global_count is None else float(global_count)
     if count <= 0:
@@ -63,9 +70,7 @@ def grpo_policy_loss(
     per_token = pg
     metrics = {}
     if beta != 0.0:
-        if ref_logprobs is None:
-            raise ValueError(f"beta={beta} needs ref_logprobs (set beta=0 to train without a reference)")
-        kl = kl_k3(logprobs, ref_logprobs)
+        kl = _reference_kl(logprobs, ref_logprobs, beta)
         per_token = per_token + beta * kl
         metrics["kl"] = float(masked_sum(kl.detach(), loss_mask)) / n
     loss = masked_sum(per_token, loss_mask) / n
@@ -108,9 +113,7 @@ def gspo_policy_loss(
     per_token = -torch.minimum(unclipped, clipped)
     metrics = {}
     if beta != 0.0:
-        if ref_logprobs is None:
-            raise ValueError(f"beta={beta} needs ref_logprobs (set beta=0 to train without a reference)")
-        kl = kl_k3(logprobs, ref_logprobs)
+        kl = _reference_kl(logprobs, ref_logprobs, beta)
         per_token = per_token + beta * kl
         metrics["kl"] = float((masked_sum_rows(kl.detach(), loss_mask) / tokens_per_seq * seq_mask).sum()) / n
     per_seq = masked_sum_rows(per_token, loss_mask) / tokens_per_seq
