@@ -201,3 +201,36 @@ def test_two_slots_run_concurrently_with_distinct_uids():
     for t in threads:
         t.join()
     assert all(r.status == Status.OK for r in results.values()), results
+
+
+def _is_subreaper() -> bool:
+    import ctypes
+
+    flag = ctypes.c_int(-1)
+    assert ctypes.CDLL(None).prctl(37, ctypes.byref(flag), 0, 0, 0) == 0  # PR_GET_CHILD_SUBREAPER
+    return bool(flag.value)
+
+
+def test_subreaper_flag_lives_only_while_an_executor_is_open():
+    """The flag is process-wide: left set, this process would adopt (and never reap) orphans of
+    every other descendant, e.g. a Ray worker killed later in the same driver (seen in CI)."""
+    already_open = iso._subreaper_users  # other tests' executors (module fixtures) may be open
+    assert _is_subreaper() == (already_open > 0)
+    first = Executor(slot=SLOT + 4)
+    second = Executor(slot=SLOT + 5)
+    assert _is_subreaper() and first.subreaper and second.subreaper
+    first.close()
+    first.close()  # idempotent: must not release twice
+    assert _is_subreaper()
+    second.close()
+    assert iso._subreaper_users == already_open
+    assert _is_subreaper() == (already_open > 0)
+    if already_open == 0:
+        return
+    import subprocess
+    out = subprocess.run(["python3", "-c", "from aletheia_ray.sandbox.executor import Executor\n"
+                          f"e = Executor(slot={SLOT + 4}); e.close()\n"
+                          "import ctypes; f = ctypes.c_int(-1)\n"
+                          "ctypes.CDLL(None).prctl(37, ctypes.byref(f), 0, 0, 0); print(f.value)"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "0", out.stderr[-500:]

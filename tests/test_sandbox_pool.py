@@ -22,6 +22,21 @@ def _square_submission(i: int, wrong: bool = False, sleep_s: float = 0.4) -> Sub
     return Submission(f"sq-{i}", "python", code, tests=[StdioTest(str(i), str(i * i))])
 
 
+def _describe(pids: list[int]) -> str:
+    """State, parent and command line of leftover processes (for the failure message)."""
+    out = []
+    for pid in pids:
+        try:
+            status = dict(line.split(":", 1) for line in open(f"/proc/{pid}/status") if ":" in line)
+            cmd = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ")[:200]
+            ppid = status["PPid"].strip()
+            parent = open(f"/proc/{ppid}/cmdline", "rb").read().replace(b"\0", b" ")[:120]
+            out.append(f"{pid} {status['State'].strip()} ppid={ppid} ({parent!r}) {cmd!r}")
+        except OSError as exc:
+            out.append(f"{pid}: {exc}")
+    return "leftover sandbox processes: " + "; ".join(out)
+
+
 @pytest.fixture(scope="module")
 def ray_session():
     temp_dir = tempfile.mkdtemp(prefix="ray-sbxpool-", dir="/tmp")
@@ -68,7 +83,8 @@ def test_sandbox_pool_batch_survives_killed_actor_with_each_result_exactly_once(
     deadline = time.monotonic() + 15.0
     while [pid for s in slots for pid in pids_of_uid(SANDBOX_UID_BASE + s)] and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert not [pid for s in slots for pid in pids_of_uid(SANDBOX_UID_BASE + s)]
+    left = [pid for s in slots for pid in pids_of_uid(SANDBOX_UID_BASE + s)]
+    assert not left, _describe(left)
 
 
 @pytest.mark.sandbox

@@ -46,6 +46,7 @@ class Executor:
         if not isinstance(slot, int) or not 0 <= slot < 4000:
             raise ValueError(f"slot: must be an int in [0, 4000), got {slot!r}")
         self.slot = slot
+        self._closed = False
         self.uid = iso.SANDBOX_UID_BASE + slot if os.geteuid() == 0 else None
         self.root = tempfile.mkdtemp(prefix=f"aletheia-sbx-{os.getpid()}-s{slot}-", dir=work_root)
         os.chmod(self.root, 0o711)
@@ -95,8 +96,13 @@ class Executor:
 
     # ---- lifecycle -------------------------------------------------------------------------
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         iso.sweep(self.uid, self.cgroup if self.cgroup and self.cgroup.dirs else None,
                   thorough=True)
+        if self.subreaper:
+            iso.release_subreaper(self.uid)
         shutil.rmtree(self.root, ignore_errors=True)
 
     def __enter__(self) -> "Executor":

@@ -174,13 +174,38 @@ def register_child(pid: int, live: bool) -> None:
         (_live_children.add if live else _live_children.discard)(pid)
 
 
+_subreaper_users = 0
+
+
 def become_subreaper() -> bool:
-    """Make this process adopt orphans of sandboxed runs (so they can be reaped, not pile up)."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
-    except OSError:
-        return False
+    """Make this process adopt orphans of sandboxed runs (so they can be reaped, not pile up).
+
+    Reference-counted per process: the flag is process-wide and also adopts orphans of every
+    other descendant (e.g. a Ray raylet started from the same driver), which nobody else would
+    reap; ``release_subreaper`` clears it when the last executor of the process closes."""
+    global _subreaper_users
+    with _live_lock:
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            if _subreaper_users == 0 and libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+                return False
+        except OSError:
+            return False
+        _subreaper_users += 1
+        return True
+
+
+def release_subreaper(uid: Optional[int]) -> None:
+    """Undo one ``become_subreaper``; the last one clears the flag, then reaps the slot's
+    adopted zombies (later orphans go to init, which reaps them)."""
+    global _subreaper_users
+    with _live_lock:
+        if _subreaper_users == 0:
+            return
+        _subreaper_users -= 1
+        if _subreaper_users == 0:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+    reap_orphans(uid)
 
 
 def _proc_status(pid: int) -> tuple[int, int, str]:
