@@ -43,7 +43,8 @@ setup(
     description="Ray-native distributed RLVR for generative code verifiers and code generators",
     python_requires=">=3.10",
     packages=find_packages(include=["aletheia_ray*", "actors*", "launch*"]),
-    package_data={"aletheia_ray": ["assets/*"]},  # tiny-tokenizer corpus (aletheia_ray/models.py)
+    # tokenizer corpus, in-sandbox drivers, the sandbox's C tools
+    package_data={"aletheia_ray": ["assets/*", "sandbox/harness/*", "sandbox/csrc/*.c"]},
     install_requires=CORE,
     extras_require=EXTRAS,
     entry_points={

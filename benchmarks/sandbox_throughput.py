@@ -84,18 +84,17 @@ def bare_submission(sub: Submission) -> int:
 
 # ------------------------------------------------------------------------------ isolated side
 def _isolated_run_only(ex: Executor, sub: Submission, prog: str) -> int:
-    lang = language(sub.language)
-    return sum(ex._stdio_test(sub, lang, prog, t.input, t.output).status == Status.OK
-               for t in sub.tests or [])
+    return sum(t.status == Status.OK
+               for t in ex.run_stdio_tests(sub, language(sub.language), prog))
 
 
 def _isolated_compile(ex: Executor, sub: Submission) -> str:
     lang = language(sub.language)
-    prog = ex._new_dir()
+    prog = ex.new_dir()
     with open(os.path.join(prog, lang.source_name), "w") as fh:
         fh.write(sub.code)
     result = SubmissionResult(sub.id, Status.OK, None)
-    if not ex._compile(sub, lang, prog, result):
+    if not ex.compile(sub, lang, prog, result):
         raise RuntimeError(f"{sub.id}: isolated compile failed: {result.detail}")
     return prog
 

@@ -65,7 +65,7 @@ class LoopbackSandboxFusion:
 
     def _run_code(self, p: dict) -> dict:
         ex, lang = self.executor, language(p["language"])
-        prog = ex._new_dir()
+        prog = ex.new_dir()
         try:
             with open(os.path.join(prog, lang.source_name), "w", encoding="utf-8") as fh:
                 fh.write(p["code"])

@@ -32,7 +32,7 @@ def test_wrapper_is_used_and_probe_reports_every_layer(ex):
 
 @ROOT_ONLY
 def test_wrapped_run_is_inside_the_slot_cgroup_as_the_slot_uid(ex):
-    prog = ex._new_dir()
+    prog = ex.new_dir()
     members: list[list[int]] = []
     uids: set[int] = set()
 
@@ -58,7 +58,7 @@ def test_wrapped_run_is_inside_the_slot_cgroup_as_the_slot_uid(ex):
 
 @ROOT_ONLY
 def test_wrapper_setup_failure_is_infra_with_its_reason(ex, monkeypatch):
-    prog = ex._new_dir()
+    prog = ex.new_dir()
     monkeypatch.setattr(ex.cgroup, "procs_paths", lambda: ["/nonexistent/cgroup.procs"])
     raw, oom = ex.launch(["/usr/bin/true"], prog, False, Limits(cpu_s=5, memory_mb=256), b"",
                          10.0, 1 << 16)

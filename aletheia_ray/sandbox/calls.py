@@ -54,7 +54,7 @@ def call_outputs(ex: "Executor", sub: Submission, lang: Language, prog: str) -> 
             break
         job = json.dumps({"entry_point": sub.entry_point, "inputs": inputs[start:]}).encode()
         budget = sub.time_limit_s * (n - start) + DRIVER_STARTUP_S
-        raw, oom = ex.launch(argv, prog, False, ex._limits(sub, lang, budget), job, budget * 1.5,
+        raw, oom = ex.launch(argv, prog, False, ex.limits_for(sub, lang, budget), job, budget * 1.5,
                              sub.output_limit_mb << 20, progress_s=sub.time_limit_s,
                              first_progress_s=sub.time_limit_s + DRIVER_STARTUP_S)
         lines = raw.stdout.split(b"\n")[:-1]  # only complete lines
@@ -89,7 +89,7 @@ def _expected_from_reference(ex: "Executor", sub: Submission, lang: Language) ->
                                      sub.memory_limit_mb]).encode()).hexdigest()
     cache = ex.__dict__.setdefault("_expected_cache", {})
     if key not in cache:
-        ref_dir = ex._new_dir()
+        ref_dir = ex.new_dir()
         try:
             with open(os.path.join(ref_dir, lang.source_name), "w", encoding="utf-8") as fh:
                 fh.write(sub.reference or "")

@@ -9,20 +9,24 @@ never leaks into the verdict of another input.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import secrets
 import shutil
 import tempfile
-from typing import Any, Optional
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Optional
 
 from aletheia_ray.sandbox import isolation as iso
 from aletheia_ray.sandbox.checkers import checker as get_checker
 from aletheia_ray.sandbox.exec_wrapper import wrapped_argv, wrapper_path
+from aletheia_ray.sandbox.native import compiled_tool
 from aletheia_ray.sandbox.isolation import IsolationReport, Limits
 from aletheia_ray.sandbox.languages import Language, SourceError, language
 from aletheia_ray.sandbox.process import RawRun, run_process
+from aletheia_ray.sandbox.session import SUPERVISOR_NAME, TestSession
 from aletheia_ray.sandbox.submissions import submission_from_row  # noqa: F401 - re-exported
 from aletheia_ray.sandbox.types import Status, Submission, SubmissionResult, TestResult
 from aletheia_ray.sandbox.values import DecodeError, decode, values_match
@@ -34,6 +38,28 @@ STARTUP_S = {"python": 3.0, "cpp": 1.0, "java": 5.0}  # added to the wall limit 
 SIGXCPU, SIGXFSZ = 24, 25
 MEMORY_MARKERS = (b"MemoryError", b"std::bad_alloc", b"OutOfMemoryError", b"Cannot allocate memory")
 JAVA_CONF = ("/etc/java-17-openjdk",)
+
+
+@dataclass
+class Launch:
+    """One prepared sandboxed command (see ``Executor.sandboxed``)."""
+
+    argv: list[str]
+    env: dict[str, str]
+    cwd: Optional[str]
+    preexec: Optional[Callable[[], None]]
+    pass_fds: tuple[int, ...]
+    setup_error_fd: Optional[int]  # the exec wrapper reports set-up failures here
+    cgroup: Optional[iso.SlotCgroup]
+    scratch: Optional[str]
+
+    def setup_error(self) -> str:
+        if self.setup_error_fd is None:
+            return ""
+        try:
+            return os.read(self.setup_error_fd, 4096).decode(errors="replace")
+        except BlockingIOError:
+            return ""
 
 
 class Executor:
@@ -67,6 +93,11 @@ class Executor:
         self.cgroup = iso.SlotCgroup(slot) if os.geteuid() == 0 else None
         self.subreaper = iso.become_subreaper()
         self.exec_wrapper = wrapper_path()  # None (no C compiler): slower preexec_fn launches
+        # one sandbox per submission's stdio tests (session.py); None: one sandbox per test
+        self.supervisor = compiled_tool("supervisor.c", SUPERVISOR_NAME)
+        if self.supervisor:
+            shutil.copy(self.supervisor, os.path.join(self.harness, SUPERVISOR_NAME))
+            os.chmod(os.path.join(self.harness, SUPERVISOR_NAME), 0o755)
         self._count = 0
         self._report: Optional[IsolationReport] = None
         self.mode = "bwrap"
@@ -127,7 +158,7 @@ class Executor:
     def _bwrap_broken(self) -> str:
         if not os.path.exists("/usr/bin/bwrap"):
             return "/usr/bin/bwrap not installed (apt-get install bubblewrap)"
-        prog = self._new_dir()
+        prog = self.new_dir()
         raw, _ = self.launch(["/usr/bin/true"], prog, False, Limits(cpu_s=5, memory_mb=256),
                              b"", 10.0, 1 << 16, mode="bwrap")
         shutil.rmtree(prog, ignore_errors=True)
@@ -136,7 +167,7 @@ class Executor:
                     or f"exit {raw.returncode}")[:300]
         return ""
 
-    def _new_dir(self) -> str:
+    def new_dir(self) -> str:
         self._count += 1
         path = os.path.join(self.root, f"sub{self._count}")
         os.mkdir(path, 0o755)
@@ -148,18 +179,17 @@ class Executor:
             return iso.PROG_DIR, iso.HARNESS_MOUNT
         return prog, self.harness
 
-    def launch(self, argv: list[str], prog: str, writable: bool, limits: Limits, stdin: bytes,
-               wall_s: float, stdout_cap: int, mode: Optional[str] = None,
-               progress_s: Optional[float] = None,
-               first_progress_s: Optional[float] = None) -> tuple[RawRun, bool]:
-        """Run argv in the slot's sandbox; returns (raw run, whether the cgroup OOM-killed)."""
+    @contextlib.contextmanager
+    def sandboxed(self, argv: list[str], prog: str, writable: bool, limits: Limits,
+                  mode: Optional[str] = None, extra_fds: tuple[int, ...] = ()) -> Iterator[Launch]:
+        """The full command line (wrapper + bwrap + argv) and process settings of one sandboxed
+        launch in this slot; the slot's cgroup is emptied and set to ``limits`` first."""
         mode = mode or self.mode
         cg = self.cgroup if self.cgroup and self.cgroup.dirs else None
         if cg:
             if cg.pids():
                 iso.sweep(self.uid, cg)
             cg.prepare(limits.memory_mb, limits.nproc)
-            oom_before = cg.oom_kills()
         procs = cg.procs_paths() if cg else []
         fds: tuple[int, ...] = ()
         err_pipe: tuple[int, ...] = ()
@@ -183,31 +213,38 @@ class Executor:
                 full = wrapped_argv(self.exec_wrapper, err_pipe[1], limits, self.uid, procs, full)
             else:
                 preexec = iso.make_preexec(limits, self.uid, procs)
-            raw = run_process(full, stdin=stdin, env=env, wall_s=wall_s, stdout_cap=stdout_cap,
-                              cwd=cwd, preexec=preexec, pass_fds=fds + err_pipe[1:],
-                              progress_s=progress_s, first_progress_s=first_progress_s,
-                              kill_rest=lambda: iso.sweep(self.uid, cg))
-            if err_pipe:
-                try:
-                    setup_error = os.read(err_pipe[0], 4096).decode(errors="replace")
-                except BlockingIOError:
-                    setup_error = ""
-                if setup_error and not raw.launch_error:
-                    raw.launch_error = setup_error
+            yield Launch(full, env, cwd, preexec, fds + err_pipe[1:] + extra_fds,
+                         err_pipe[0] if err_pipe else None, cg, scratch)
         finally:
             for fd in fds + err_pipe:
                 os.close(fd)
             if scratch and not writable:
                 shutil.rmtree(scratch, ignore_errors=True)
-        oom = bool(cg) and cg.oom_kills() > oom_before
+
+    def launch(self, argv: list[str], prog: str, writable: bool, limits: Limits, stdin: bytes,
+               wall_s: float, stdout_cap: int, mode: Optional[str] = None,
+               progress_s: Optional[float] = None,
+               first_progress_s: Optional[float] = None) -> tuple[RawRun, bool]:
+        """Run argv in the slot's sandbox; returns (raw run, whether the cgroup OOM-killed)."""
+        with self.sandboxed(argv, prog, writable, limits, mode) as cmd:
+            oom_before = cmd.cgroup.oom_kills() if cmd.cgroup else 0
+            raw = run_process(cmd.argv, stdin=stdin, env=cmd.env, wall_s=wall_s,
+                              stdout_cap=stdout_cap, cwd=cmd.cwd, preexec=cmd.preexec,
+                              pass_fds=cmd.pass_fds, progress_s=progress_s,
+                              first_progress_s=first_progress_s,
+                              kill_rest=lambda: iso.sweep(self.uid, cmd.cgroup))
+            setup_error = cmd.setup_error()
+            if setup_error and not raw.launch_error:
+                raw.launch_error = setup_error
+        oom = bool(cmd.cgroup) and cmd.cgroup.oom_kills() > oom_before
         if raw.timed_out or raw.stdout_overflow or oom or (raw.returncode or 0) < 0:
-            iso.sweep(self.uid, cg, thorough=True)
+            iso.sweep(self.uid, cmd.cgroup, thorough=True)
         else:
             iso.reap_orphans(self.uid)
         return raw, oom
 
     def _sandbox_healthy(self) -> bool:
-        prog = self._new_dir()
+        prog = self.new_dir()
         raw, _ = self.launch(["/usr/bin/true"], prog, False, Limits(cpu_s=5, memory_mb=256),
                              b"", 10.0, 1 << 16)
         shutil.rmtree(prog, ignore_errors=True)
@@ -226,10 +263,11 @@ class Executor:
         if raw.timed_out:
             return Status.TLE, f"wall limit ({raw.wall_s:.2f}s)"
         rc = raw.returncode or 0
-        sig = -rc if rc < 0 else (rc - 128 if self.mode == "bwrap" and rc > 128 else 0)
+        relayed = self.mode == "bwrap" and not raw.exact_status  # bwrap's init: 128 + signal
+        sig = -rc if rc < 0 else (rc - 128 if relayed and rc > 128 else 0)
         if rc == 0:
             return None, ""
-        if self.mode == "bwrap" and rc == 1 and err.startswith("bwrap: ") \
+        if relayed and rc == 1 and err.startswith("bwrap: ") \
                 and not self._sandbox_healthy():
             return Status.INFRA, f"sandbox failed: {tail}"
         if sig == SIGXCPU:
@@ -244,7 +282,7 @@ class Executor:
     def run(self, sub: Submission) -> SubmissionResult:
         """Run one submission. Bad programs give CE/RE/...; sandbox failures give InfraError."""
         level = self.probe().level
-        prog = self._new_dir()
+        prog = self.new_dir()
         try:
             return self._run(sub, language(sub.language), prog, level)
         except Exception as exc:  # noqa: BLE001 - infrastructure, never the program's fault
@@ -254,7 +292,7 @@ class Executor:
         finally:
             shutil.rmtree(prog, ignore_errors=True)
 
-    def _limits(self, sub: Submission, lang: Language, cpu_s: float) -> Limits:
+    def limits_for(self, sub: Submission, lang: Language, cpu_s: float) -> Limits:
         return Limits(cpu_s=cpu_s, memory_mb=sub.memory_limit_mb + lang.memory_overhead_mb,
                       address_space=lang.address_space_limit)
 
@@ -267,10 +305,19 @@ class Executor:
             return result
         with open(os.path.join(prog, lang.source_name), "w", encoding="utf-8") as fh:
             fh.write(source)
-        if not self._compile(sub, lang, prog, result):
+        if sub.tests is not None and self.supervisor:  # one sandbox for all tests (session.py)
+            with TestSession(self, prog, self.run_limits(sub, lang)) as session:
+                # a syntax check writes nothing: it runs in the tests' sandbox (read-only prog)
+                in_session = None if lang.compiled else session
+                if not self.compile(sub, lang, prog, result, in_session):
+                    return result
+                result.tests = [self._stdio_test(sub, lang, prog, t.input, t.output, session)
+                                for t in sub.tests]
+            return finish(result)
+        if not self.compile(sub, lang, prog, result):
             return result
         if sub.tests is not None:
-            result.tests = [self._stdio_test(sub, lang, prog, t.input, t.output) for t in sub.tests]
+            result.tests = self.run_stdio_tests(sub, lang, prog)
         elif sub.test_program is not None:
             result.tests = [self._program_test(sub, lang, prog)]
         elif sub.entry_point is not None:
@@ -281,18 +328,24 @@ class Executor:
             raise ValueError(f"submission {sub.id}: no tests, test_program or entry_point")
         return finish(result)
 
-    def _compile(self, sub: Submission, lang: Language, prog: str,
-                 result: SubmissionResult) -> bool:
-        if self.uid is not None:
-            os.chown(prog, self.uid, self.uid)
+    def compile(self, sub: Submission, lang: Language, prog: str, result: SubmissionResult,
+                session: Optional[TestSession] = None) -> bool:
+        """Compile (C++/Java) or syntax-check (Python) once; False with ``result`` set if not OK.
+        With a ``session`` the command runs there (read-only program dir, the tests' limits)."""
         prog_in, harness_in = self.paths(prog)
         argv = lang.compile_argv(prog_in, harness_in, sub.test_program is not None,
                                  COMPILE_MEMORY_MB)
-        limits = Limits(cpu_s=COMPILE_TIME_S, memory_mb=COMPILE_MEMORY_MB + lang.memory_overhead_mb,
-                        address_space=lang.address_space_limit, fsize_mb=256, nofile=1024)
-        raw, oom = self.launch(argv, prog, True, limits, b"", COMPILE_TIME_S * 2, 1 << 20)
-        if self.uid is not None:
-            os.chown(prog, 0, 0)
+        if session is not None:
+            raw, oom = session.run(argv, b"", COMPILE_TIME_S, 1 << 20)
+        else:
+            if self.uid is not None:
+                os.chown(prog, self.uid, self.uid)
+            limits = Limits(cpu_s=COMPILE_TIME_S,
+                            memory_mb=COMPILE_MEMORY_MB + lang.memory_overhead_mb,
+                            address_space=lang.address_space_limit, fsize_mb=256, nofile=1024)
+            raw, oom = self.launch(argv, prog, True, limits, b"", COMPILE_TIME_S * 2, 1 << 20)
+            if self.uid is not None:
+                os.chown(prog, 0, 0)
         status, detail = self.classify(raw, oom)
         result.compile = {"status": "OK" if status is None else "CE",
                           "time_s": round(raw.wall_s, 4),
@@ -308,16 +361,31 @@ class Executor:
         return False
 
     def _run_once(self, sub: Submission, lang: Language, prog: str, style: str, stdin: bytes,
-                  cpu_s: float) -> tuple[RawRun, bool]:
+                  cpu_s: float, session: Optional[TestSession] = None) -> tuple[RawRun, bool]:
         prog_in, harness_in = self.paths(prog)
         argv = lang.run_argv(prog_in, harness_in, style, sub.memory_limit_mb)
         wall = 2 * cpu_s + STARTUP_S[lang.name]
-        return self.launch(argv, prog, False, self._limits(sub, lang, cpu_s + STARTUP_S[lang.name]),
-                           stdin, wall, sub.output_limit_mb << 20)
+        if session is not None:
+            return session.run(argv, stdin, wall, sub.output_limit_mb << 20)
+        return self.launch(argv, prog, False, self.run_limits(sub, lang), stdin, wall,
+                           sub.output_limit_mb << 20)
+
+    def run_limits(self, sub: Submission, lang: Language) -> Limits:
+        return self.limits_for(sub, lang, sub.time_limit_s + STARTUP_S[lang.name])
+
+    def run_stdio_tests(self, sub: Submission, lang: Language, prog: str) -> list[TestResult]:
+        """Every stdin/stdout test of a compiled program in a fresh process; one sandbox for all
+        of them when the supervisor is available (see session.py), else one sandbox per test."""
+        if not self.supervisor:
+            return [self._stdio_test(sub, lang, prog, t.input, t.output) for t in sub.tests or []]
+        with TestSession(self, prog, self.run_limits(sub, lang)) as session:
+            return [self._stdio_test(sub, lang, prog, t.input, t.output, session)
+                    for t in sub.tests or []]
 
     def _stdio_test(self, sub: Submission, lang: Language, prog: str, stdin: str,
-                    expected: str) -> TestResult:
-        raw, oom = self._run_once(sub, lang, prog, "stdio", stdin.encode(), sub.time_limit_s)
+                    expected: str, session: Optional[TestSession] = None) -> TestResult:
+        raw, oom = self._run_once(sub, lang, prog, "stdio", stdin.encode(), sub.time_limit_s,
+                                  session)
         status, detail = self.classify(raw, oom)
         if status is None:
             ok = get_checker(sub.checker)(raw.stdout.decode(errors="replace"), expected)

@@ -15,7 +15,7 @@ HOST_PATHS = ("/root", "/etc/shadow", "/work", "/home")
 
 
 def probe_executor(ex: "Executor") -> IsolationReport:
-    prog = ex._new_dir()
+    prog = ex.new_dir()
     try:
         _, harness = ex.paths(prog)
         argv = [resolve_binary("python3"), "-I", "-B", os.path.join(harness, "probe.py"),
