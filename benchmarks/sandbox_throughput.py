@@ -2,7 +2,8 @@
 ``subprocess`` on the same programs, in the same run.
 
 Workload per language: ``--submissions`` programs x 10 stdin/stdout tests each, run by 2 and by 4
-workers (threads; each isolated worker owns one ``Executor`` slot). Both sides do the same work:
+workers (threads; each isolated worker owns one ``Executor`` slot, which runs a submission's tests
+in one sandbox with a fresh process per test, see sandbox/session.py). Both sides do the same work:
 C++ is compiled once per submission (g++ -std=c++17 -O2) then run per test; outputs are compared on
 the host with the same checker. The "cpp run-only" rows exclude compilation on both sides (the
 compile dominates C++ and would hide the per-test sandbox cost).
@@ -194,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         table.add_row(r.workload, str(r.workers), str(r.executions), f"{r.bare_per_s:.1f}",
                       f"{r.isolated_per_s:.1f}", f"{r.ratio:.0%}")
-    Console().print(table)
+    Console(width=120).print(table)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump([{**r.__dict__, "ratio": r.ratio} for r in rows], fh, indent=1)
