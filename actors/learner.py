@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import socket
+import time
 from typing import Any, Iterator, Optional
 
 import ray
@@ -27,13 +28,20 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 _ADDITIVE = "additive"  # loss metrics are sums over tokens / global count: add across micro-batches and ranks
 
 
-def gather_ranks(refs: list, what: str) -> list:
+def gather_ranks(refs: list, what: str, timeout_s: Optional[float] = None) -> list:
     """``ray.get`` the ranks' results, failing fast with the rank's name: a rank that raised leaves the
-    others blocked in a collective, so waiting for all of them would hang forever."""
+    others blocked in a collective, so waiting for all of them would hang forever. Ranks that have not
+    answered within ``timeout_s`` (a hang: a deadlocked collective, a stuck kernel) are named too."""
     index = {ref: r for r, ref in enumerate(refs)}
     pending, results = list(refs), {}
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
     while pending:
-        ready, pending = ray.wait(pending, num_returns=1)
+        wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+        ready, pending = ray.wait(pending, num_returns=1, timeout=wait)
+        if not ready:
+            silent = sorted(index[ref] for ref in pending)
+            raise TimeoutError(f"learner rank(s) {silent} did not finish {what} within {timeout_s:g}s "
+                               f"(learner.call_timeout_s); ranks that answered: {sorted(results)}")
         for ref in ready:
             try:
                 results[index[ref]] = ray.get(ref)
@@ -194,12 +202,14 @@ class LearnerGroup:
     def __init__(self, num_ranks: int, model_path: str, *, num_cpus_per_rank: float = 1,
                  num_gpus_per_rank: float = 0, placement_group=None, lr: float, weight_decay: float = 0.0,
                  warmup_steps: int = 0, grad_clip: float = 1.0, micro_batch_size: int, dtype: str = "float32",
-                 attn_implementation: str = "sdpa", backend: str = "gloo", seed: int = 0):
+                 attn_implementation: str = "sdpa", backend: str = "gloo", seed: int = 0,
+                 call_timeout_s: Optional[float] = None):
         if num_ranks < 1 or micro_batch_size < 1:
             raise ValueError(f"num_ranks ({num_ranks}) and micro_batch_size ({micro_batch_size}) must be >= 1")
         if dtype not in DTYPES:
             raise ValueError(f"unknown dtype {dtype!r}; choose one of {sorted(DTYPES)}")
         self.num_ranks = num_ranks
+        self.call_timeout_s = call_timeout_s
         actor_cls = ray.remote(LearnerRank)
         self.ranks = []
         for r in range(num_ranks):
@@ -214,12 +224,13 @@ class LearnerGroup:
                 attn_implementation=attn_implementation, backend=backend, seed=seed))
         self.micro_batch_size = micro_batch_size
         addr, port = ray.get(self.ranks[0].master_address.remote())
-        gather_ranks([rank.init_process_group.remote(addr, port) for rank in self.ranks], "init_process_group")
+        gather_ranks([rank.init_process_group.remote(addr, port) for rank in self.ranks], "init_process_group",
+                     self.call_timeout_s)
 
     def compute_logprobs(self, batch: TrainBatch, temperature: float = 1.0) -> torch.Tensor:
         shards = shard_rows(batch, min(self.num_ranks, len(batch)))
         parts = gather_ranks([rank.compute_logprobs.remote(s, temperature) for rank, s in zip(self.ranks, shards)],
-                             "compute_logprobs")
+                             "compute_logprobs", self.call_timeout_s)
         return torch.cat(parts, dim=0)
 
     def train_step(self, batch: TrainBatch, loss: str, loss_kwargs: Optional[dict] = None, *,
@@ -238,7 +249,7 @@ class LearnerGroup:
                                    global_num_sequences=num_sequences, num_micro_batches=num_micro,
                                    temperature=temperature)
             for rank, s in zip(self.ranks, shards)
-        ], "train_step")
+        ], "train_step", self.call_timeout_s)
         metrics: dict[str, float] = {}
         for result in results:
             for key, value in result[_ADDITIVE].items():
@@ -248,10 +259,12 @@ class LearnerGroup:
         return metrics
 
     def save_checkpoint(self, directory: str, client_state: dict[str, Any]) -> None:
-        gather_ranks([rank.save_checkpoint.remote(directory, client_state) for rank in self.ranks], "save_checkpoint")
+        gather_ranks([rank.save_checkpoint.remote(directory, client_state) for rank in self.ranks], "save_checkpoint",
+                     self.call_timeout_s)
 
     def load_checkpoint(self, directory: str) -> dict[str, Any]:
-        states = gather_ranks([rank.load_checkpoint.remote(directory) for rank in self.ranks], "load_checkpoint")
+        states = gather_ranks([rank.load_checkpoint.remote(directory) for rank in self.ranks], "load_checkpoint",
+                              self.call_timeout_s)
         return states[0]
 
     def save_hf(self, directory: str) -> None:

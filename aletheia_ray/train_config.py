@@ -104,6 +104,9 @@ class LearnerConfig(StrictModel):
     grad_clip: float = Field(1.0, gt=0)
     micro_batch_size: int = Field(4, gt=0)
     backend: Literal["gloo", "nccl"] = "gloo"
+    # a learner call (update, logprobs, checkpoint) that has not finished by then is a hang: fail
+    # naming the silent ranks instead of waiting forever
+    call_timeout_s: float = Field(3600.0, gt=0)
 
 
 class ReferenceConfig(StrictModel):

@@ -162,7 +162,7 @@ class Trainer:
                                     num_gpus_per_rank=l.num_gpus_per_rank, lr=l.lr, weight_decay=l.weight_decay,
                                     warmup_steps=warmup, grad_clip=l.grad_clip, micro_batch_size=l.micro_batch_size,
                                     dtype=cfg.model.dtype, attn_implementation=cfg.model.attn_implementation,
-                                    backend=l.backend, seed=cfg.seed)
+                                    backend=l.backend, seed=cfg.seed, call_timeout_s=l.call_timeout_s)
             if cfg.use_reference:
                 self.reference = ReferenceActor.options(num_cpus=cfg.reference.num_cpus,
                                                         num_gpus=cfg.reference.num_gpus).remote(

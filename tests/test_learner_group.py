@@ -186,3 +186,21 @@ def test_bfloat16_rank_trains_and_stays_close_to_fp32(env):
         assert second["actor/nll"] < first["actor/nll"]
     finally:
         group.shutdown()
+
+
+def test_a_rank_stuck_in_a_collective_is_named_after_call_timeout(env):
+    """A real hang: only rank 0 of a fresh 2-rank group is asked to step, so it blocks in the
+    gradient all-reduce waiting for rank 1. The group's call timeout names the silent rank."""
+    from actors.learner import gather_ranks
+
+    group = LearnerGroup(2, env["model_dir"], num_cpus_per_rank=0.01, lr=LR, micro_batch_size=2,
+                         seed=0, call_timeout_s=120)
+    try:
+        batch = make_batch(env["vocab"])
+        num_tokens = float(batch.loss_mask.sum())
+        lonely = group.ranks[0].train_step.remote(batch, "grpo", {"beta": 0.0}, global_num_tokens=num_tokens,
+                                                  global_num_sequences=5.0, num_micro_batches=3)
+        with pytest.raises(TimeoutError, match=r"rank\(s\) \[0\] did not finish train_step within 5s"):
+            gather_ranks([lonely], "train_step", timeout_s=5)
+    finally:
+        group.shutdown()
