@@ -31,9 +31,12 @@ def cmd_probe(args: argparse.Namespace) -> int:
     with Executor(isolation=args.isolation, allow_unisolated=args.allow_unisolated,
                   slot=args.slot) as ex:
         report = ex.probe()
+        tests = ("one sandbox per submission, a fresh process per test (supervisor built)"
+                 if ex.supervisor else "one sandbox per test (no C compiler for the supervisor)")
     print(f"isolation level: {report.level}")
     for name, text in report.layers.items():
         print(f"  {name:15s} {text}")
+    print(f"  {'stdio tests':15s} {tests}")
     return 0 if report.level == "full" else 1
 
 

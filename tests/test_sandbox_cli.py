@@ -27,6 +27,7 @@ def test_probe_prints_level_and_layers():
     for layer in ("network", "filesystem", "seccomp", "uid", "cgroup_memory", "environment"):
         assert any(line.split()[0] == layer and " ok: " in f" {line.split(None, 1)[1]}"
                    for line in proc.stdout.splitlines()[1:]), (layer, proc.stdout)
+    assert "stdio tests     one sandbox per submission" in proc.stdout
 
 
 def test_run_writes_rows_in_order_with_error_rows_for_malformed_input(tmp_path):
