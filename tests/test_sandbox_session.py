@@ -46,11 +46,13 @@ def test_all_tests_of_a_submission_share_one_sandbox(ex, count_starts):
     assert res.pass_rate == 1.0 and len(count_starts) == 1, [t.detail for t in res.tests]
 
 
-def test_files_and_daemons_of_one_test_are_gone_in_the_next(ex, count_starts):
+def test_files_daemons_and_ipc_of_one_test_are_gone_in_the_next(ex, count_starts):
     code = (
-        "import os, sys, time\n"
+        "import ctypes, os, sys, time\n"
+        "libc = ctypes.CDLL(None)\n"
         "n = int(input())\n"
         "if n == 0:\n"
+        "    assert libc.shmget(4242, 4096, 0o1600) >= 0  # IPC_CREAT | 0600\n"
         "    open('/sandbox/left', 'w').write('x'); open('/tmp/left', 'w').write('x')\n"
         "    os.makedirs('/tmp/d/e'); os.chmod('/tmp/d', 0)\n"
         "    if os.fork() == 0:\n"
@@ -61,6 +63,7 @@ def test_files_and_daemons_of_one_test_are_gone_in_the_next(ex, count_starts):
         "    print(0)\n"
         "else:\n"
         "    left = [p for p in ('/sandbox/left', '/tmp/left', '/tmp/d') if os.path.exists(p)]\n"
+        "    left += ['shm'] if libc.shmget(4242, 0, 0) >= 0 else []\n"
         "    pids = sorted(int(p) for p in os.listdir('/proc') if p.isdigit())\n"
         "    others = [p for p in pids if p not in (1, 2, os.getpid())]\n"
         "    print(n if not left and not others else f'{left} {others}')\n"

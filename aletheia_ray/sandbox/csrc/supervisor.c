@@ -9,7 +9,8 @@
  *   -> "EXIT <wait status> <user us> <sys us> <maxrss KiB> <clean 0|1>"
  *   -> "FAIL <why>"                           the test could not be started (infrastructure)
  * After every test, everything else left in the pid namespace (daemons, stray children) is
- * killed and reaped and the scratch dirs are emptied, so the next test starts fresh. The
+ * killed and reaped, the scratch dirs are emptied and SysV IPC objects removed, so the next test
+ * starts fresh. The
  * supervisor is non-dumpable: a test (same uid) cannot read its memory or fds; it can only kill
  * it, which the host sees as the socket closing and charges to that test.
  * A closed socket (host gone or session closed) ends the supervisor and so the sandbox. */
@@ -22,7 +23,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ipc.h>
+#include <sys/msg.h>
 #include <sys/prctl.h>
+#include <sys/sem.h>
+#include <sys/shm.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -81,6 +86,28 @@ static int clear_namespace(void) {
     nanosleep(&ts, NULL);
   }
   return -1;
+}
+
+/* Remove the SysV IPC objects a test created (the ipc namespace is the sandbox's own, so all of
+ * them are); 0 when all are gone. */
+static int clear_sysv_ipc(void) {
+  static const char *tables[3] = {"/proc/sysvipc/shm", "/proc/sysvipc/msg", "/proc/sysvipc/sem"};
+  int bad = 0;
+  for (int t = 0; t < 3; ++t) {
+    FILE *f = fopen(tables[t], "r");
+    if (!f) continue;
+    char line[512];
+    if (!fgets(line, sizeof line, f)) { fclose(f); continue; }  /* header */
+    while (fgets(line, sizeof line, f)) {
+      long key, id;
+      if (sscanf(line, "%ld %ld", &key, &id) != 2) continue;
+      int rc = t == 0 ? shmctl((int)id, IPC_RMID, NULL)
+             : t == 1 ? msgctl((int)id, IPC_RMID, NULL) : semctl((int)id, 0, IPC_RMID);
+      if (rc != 0) bad = 1;
+    }
+    fclose(f);
+  }
+  return bad;
 }
 
 /* Remove everything below path (not path itself); files belong to our uid, so fix modes first. */
@@ -159,6 +186,7 @@ static void run_test(char *msg, ssize_t len, int fds[3], char **scratch, int nsc
   }
   int clean = clear_namespace() == 0;
   for (int i = 0; i < nscratch; ++i) clean &= empty_dir(scratch[i]) == 0;
+  clean &= clear_sysv_ipc() == 0;
   if (got == (ssize_t)sizeof exec_errno) {
     reply("FAIL exec %s: %s", args[0], strerror(exec_errno));
     return;
