@@ -10,7 +10,6 @@ never leaks into the verdict of another input.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import secrets
@@ -28,8 +27,8 @@ from aletheia_ray.sandbox.languages import Language, SourceError, language
 from aletheia_ray.sandbox.process import RawRun, run_process
 from aletheia_ray.sandbox.session import SUPERVISOR_NAME, TestSession
 from aletheia_ray.sandbox.submissions import submission_from_row  # noqa: F401 - re-exported
-from aletheia_ray.sandbox.types import Status, Submission, SubmissionResult, TestResult
-from aletheia_ray.sandbox.values import DecodeError, decode, values_match
+from aletheia_ray.sandbox.types import Status, Submission, SubmissionResult, TestResult, finish
+from aletheia_ray.sandbox.values import decode_call_line, values_match  # noqa: F401 - re-exported
 
 log = logging.getLogger(__name__)
 
@@ -404,31 +403,6 @@ class Executor:
             detail = "SystemExit before the end of the test program: " + detail
             status = Status.WA
         return TestResult(status, round(raw.wall_s, 4), detail)
-
-
-def finish(result: SubmissionResult) -> SubmissionResult:
-    """Aggregate per-test statuses: INFRA anywhere makes the pass rate unknown (None)."""
-    statuses = [t.status for t in result.tests]
-    if not statuses:
-        result.status, result.pass_rate = Status.INFRA, None
-        result.detail = result.detail or "no test results"
-    elif Status.INFRA in statuses:
-        result.status, result.pass_rate = Status.INFRA, None
-        result.detail = next(t.detail for t in result.tests if t.status == Status.INFRA)
-    else:
-        passed = sum(s == Status.OK for s in statuses)
-        result.pass_rate = passed / len(statuses)
-        result.status = next((s for s in statuses if s != Status.OK), Status.OK)
-    return result
-
-
-def decode_call_line(line: bytes) -> dict[str, Any]:
-    record = json.loads(line)
-    if not isinstance(record, dict) or not isinstance(record.get("i"), int):
-        raise DecodeError(f"malformed result line {line[:80]!r}")
-    if record.get("ok"):
-        record["value"] = decode(record.get("value"))
-    return record
 
 
 __all__ = ["Executor", "submission_from_row", "finish", "values_match", "decode_call_line"]

@@ -69,3 +69,19 @@ class SubmissionResult:
         row["status"] = self.status.value
         row["tests"] = [{**asdict(t), "status": t.status.value} for t in self.tests]
         return row
+
+
+def finish(result: SubmissionResult) -> SubmissionResult:
+    """Aggregate per-test statuses: INFRA anywhere makes the pass rate unknown (None)."""
+    statuses = [t.status for t in result.tests]
+    if not statuses:
+        result.status, result.pass_rate = Status.INFRA, None
+        result.detail = result.detail or "no test results"
+    elif Status.INFRA in statuses:
+        result.status, result.pass_rate = Status.INFRA, None
+        result.detail = next(t.detail for t in result.tests if t.status == Status.INFRA)
+    else:
+        passed = sum(s == Status.OK for s in statuses)
+        result.pass_rate = passed / len(statuses)
+        result.status = next((s for s in statuses if s != Status.OK), Status.OK)
+    return result

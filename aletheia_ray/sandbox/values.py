@@ -7,6 +7,7 @@ identical Opaque, so a returned object cannot fake equality.
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -97,3 +98,13 @@ def _tuples_to_lists(value: Any) -> Any:
     if type(value) is dict:
         return {k: _tuples_to_lists(v) for k, v in value.items()}
     return value
+
+
+def decode_call_line(line: bytes) -> dict[str, Any]:
+    """One driver result line ``{"i", "ok", "value"|"error"}`` with its value decoded."""
+    record = json.loads(line)
+    if not isinstance(record, dict) or not isinstance(record.get("i"), int):
+        raise DecodeError(f"malformed result line {line[:80]!r}")
+    if record.get("ok"):
+        record["value"] = decode(record.get("value"))
+    return record
