@@ -18,9 +18,8 @@ ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="cgroups and slot uids 
 
 @pytest.fixture(scope="module")
 def ex():
-    executor = Executor(isolation="bwrap", slot=SLOT)
-    yield executor
-    executor.close()
+    with Executor(isolation="bwrap", slot=SLOT) as executor:
+        yield executor
 
 
 def test_wrapper_is_used_and_probe_reports_every_layer(ex):

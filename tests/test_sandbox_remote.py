@@ -68,9 +68,8 @@ EXPECTED = {  # id -> (status, pass_rate, per-test statuses)
 
 @pytest.fixture(scope="module")
 def executor():
-    ex = Executor(isolation="bwrap", slot=LOOPBACK_SLOT)
-    yield ex
-    ex.close()
+    with Executor(isolation="bwrap", slot=LOOPBACK_SLOT) as ex:
+        yield ex
 
 
 def _summary(result):

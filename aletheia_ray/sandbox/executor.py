@@ -50,7 +50,6 @@ class Launch:
     pass_fds: tuple[int, ...]
     setup_error_fd: Optional[int]  # the exec wrapper reports set-up failures here
     cgroup: Optional[iso.SlotCgroup]
-    scratch: Optional[str]
 
     def setup_error(self) -> str:
         if self.setup_error_fd is None:
@@ -130,9 +129,9 @@ class Executor:
             return
         self._closed = True
         iso.sweep(self.uid, self.cgroup if self.cgroup and self.cgroup.dirs else None,
-                  thorough=True)
+                  thorough=True)  # also reaps the slot's adopted zombies
         if self.subreaper:
-            iso.release_subreaper(self.uid)
+            iso.release_subreaper()
         shutil.rmtree(self.root, ignore_errors=True)
 
     def __enter__(self) -> "Executor":
@@ -213,7 +212,7 @@ class Executor:
             else:
                 preexec = iso.make_preexec(limits, self.uid, procs)
             yield Launch(full, env, cwd, preexec, fds + err_pipe[1:] + extra_fds,
-                         err_pipe[0] if err_pipe else None, cg, scratch)
+                         err_pipe[0] if err_pipe else None, cg)
         finally:
             for fd in fds + err_pipe:
                 os.close(fd)
@@ -304,20 +303,16 @@ class Executor:
             return result
         with open(os.path.join(prog, lang.source_name), "w", encoding="utf-8") as fh:
             fh.write(source)
-        if sub.tests is not None and self.supervisor:  # one sandbox for all tests (session.py)
-            with TestSession(self, prog, self.run_limits(sub, lang)) as session:
+        if sub.tests is not None:
+            with self.stdio_session(sub, lang, prog) as session:
                 # a syntax check writes nothing: it runs in the tests' sandbox (read-only prog)
-                in_session = None if lang.compiled else session
-                if not self.compile(sub, lang, prog, result, in_session):
+                if not self.compile(sub, lang, prog, result, None if lang.compiled else session):
                     return result
-                result.tests = [self._stdio_test(sub, lang, prog, t.input, t.output, session)
-                                for t in sub.tests]
+                result.tests = self._stdio_tests(sub, lang, prog, session)
             return finish(result)
         if not self.compile(sub, lang, prog, result):
             return result
-        if sub.tests is not None:
-            result.tests = self.run_stdio_tests(sub, lang, prog)
-        elif sub.test_program is not None:
+        if sub.test_program is not None:
             result.tests = [self._program_test(sub, lang, prog)]
         elif sub.entry_point is not None:
             from aletheia_ray.sandbox.calls import run_call_tests
@@ -372,14 +367,23 @@ class Executor:
     def run_limits(self, sub: Submission, lang: Language) -> Limits:
         return self.limits_for(sub, lang, sub.time_limit_s + STARTUP_S[lang.name])
 
-    def run_stdio_tests(self, sub: Submission, lang: Language, prog: str) -> list[TestResult]:
-        """Every stdin/stdout test of a compiled program in a fresh process; one sandbox for all
-        of them when the supervisor is available (see session.py), else one sandbox per test."""
+    def stdio_session(self, sub: Submission, lang: Language,
+                      prog: str) -> contextlib.AbstractContextManager[Optional[TestSession]]:
+        """One sandbox for all stdio tests of ``sub`` (session.py), or None without the supervisor
+        (then every test gets a sandbox of its own)."""
         if not self.supervisor:
-            return [self._stdio_test(sub, lang, prog, t.input, t.output) for t in sub.tests or []]
-        with TestSession(self, prog, self.run_limits(sub, lang)) as session:
-            return [self._stdio_test(sub, lang, prog, t.input, t.output, session)
-                    for t in sub.tests or []]
+            return contextlib.nullcontext()
+        return TestSession(self, prog, self.run_limits(sub, lang))
+
+    def run_stdio_tests(self, sub: Submission, lang: Language, prog: str) -> list[TestResult]:
+        """Every stdin/stdout test of a compiled program, each in a fresh process."""
+        with self.stdio_session(sub, lang, prog) as session:
+            return self._stdio_tests(sub, lang, prog, session)
+
+    def _stdio_tests(self, sub: Submission, lang: Language, prog: str,
+                     session: Optional[TestSession]) -> list[TestResult]:
+        return [self._stdio_test(sub, lang, prog, t.input, t.output, session)
+                for t in sub.tests or []]
 
     def _stdio_test(self, sub: Submission, lang: Language, prog: str, stdin: str,
                     expected: str, session: Optional[TestSession] = None) -> TestResult:

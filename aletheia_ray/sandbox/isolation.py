@@ -195,9 +195,9 @@ def become_subreaper() -> bool:
         return True
 
 
-def release_subreaper(uid: Optional[int]) -> None:
-    """Undo one ``become_subreaper``; the last one clears the flag, then reaps the slot's
-    adopted zombies (later orphans go to init, which reaps them)."""
+def release_subreaper() -> None:
+    """Undo one ``become_subreaper``; the last one clears the flag (later orphans go to init,
+    which reaps them). Zombies already adopted are the caller's to reap (``sweep``)."""
     global _subreaper_users
     with _live_lock:
         if _subreaper_users == 0:
@@ -205,7 +205,6 @@ def release_subreaper(uid: Optional[int]) -> None:
         _subreaper_users -= 1
         if _subreaper_users == 0:
             ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
-    reap_orphans(uid)
 
 
 def _proc_status(pid: int) -> tuple[int, int, str]:

@@ -42,7 +42,6 @@ class TestSession:
         self.proc: Optional[subprocess.Popen] = None
         self.sock: Optional[socket.socket] = None
         self.cgroup: Optional[iso.SlotCgroup] = None
-        self.starts = 0  # sandboxes started (1 unless a test ended one abnormally)
 
     def __enter__(self) -> "TestSession":
         return self
@@ -57,7 +56,6 @@ class TestSession:
         _, harness_in = self.ex.paths(self.prog)
         scratch = SCRATCH_DIRS if self.ex.mode == "bwrap" else ()
         argv = [os.path.join(harness_in, SUPERVISOR_NAME), str(child_end.fileno()), *scratch]
-        self.starts += 1
         try:
             with self.ex.sandboxed(argv, self.prog, False, self.limits,
                                    extra_fds=(child_end.fileno(),)) as cmd:
@@ -167,14 +165,14 @@ class TestSession:
         reply = replies[0] if replies else b""
         raw = RawRun(None, bytes(got.out[:stdout_cap]), bytes(got.err), wall, got.timed_out,
                      None, got.overflow, exact_status=True)
+        cleaned = False  # the supervisor left the sandbox ready for the next test
         if reply.startswith(b"EXIT "):
             fields = reply.split()
             raw.returncode = os.waitstatus_to_exitcode(int(fields[1]))
-            if fields[5] != b"1":
-                self._kill()  # scratch could not be emptied: fresh sandbox for the next test
+            cleaned = fields[5] == b"1"  # else it could not empty the scratch dirs (and exits)
         elif reply.startswith(b"FAIL "):
             raw.launch_error = "sandbox supervisor: " + reply[5:].decode(errors="replace")
-        if got.timed_out or got.overflow or not reply.startswith(b"EXIT "):
+        if got.timed_out or got.overflow or not cleaned:
             self._kill()
         oom = bool(cg) and cg.oom_kills() > oom_before
         if not reply and not (got.timed_out or got.overflow or oom):
