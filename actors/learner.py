@@ -224,13 +224,15 @@ class LearnerGroup:
                 attn_implementation=attn_implementation, backend=backend, seed=seed))
         self.micro_batch_size = micro_batch_size
         addr, port = ray.get(self.ranks[0].master_address.remote())
-        gather_ranks([rank.init_process_group.remote(addr, port) for rank in self.ranks], "init_process_group",
-                     self.call_timeout_s)
+        self._gather([rank.init_process_group.remote(addr, port) for rank in self.ranks], "init_process_group")
+
+    def _gather(self, refs: list, what: str) -> list:
+        return gather_ranks(refs, what, self.call_timeout_s)
 
     def compute_logprobs(self, batch: TrainBatch, temperature: float = 1.0) -> torch.Tensor:
         shards = shard_rows(batch, min(self.num_ranks, len(batch)))
-        parts = gather_ranks([rank.compute_logprobs.remote(s, temperature) for rank, s in zip(self.ranks, shards)],
-                             "compute_logprobs", self.call_timeout_s)
+        parts = self._gather([rank.compute_logprobs.remote(s, temperature) for rank, s in zip(self.ranks, shards)],
+                             "compute_logprobs")
         return torch.cat(parts, dim=0)
 
     def train_step(self, batch: TrainBatch, loss: str, loss_kwargs: Optional[dict] = None, *,
@@ -244,12 +246,12 @@ class LearnerGroup:
         num_sequences = float((batch.loss_mask.sum(-1) > 0).sum())
         shards = shard_rows(batch, self.num_ranks)
         num_micro = max(math.ceil(len(s) / self.micro_batch_size) for s in shards)
-        results = gather_ranks([
+        results = self._gather([
             rank.train_step.remote(s, loss, loss_kwargs, global_num_tokens=num_tokens,
                                    global_num_sequences=num_sequences, num_micro_batches=num_micro,
                                    temperature=temperature)
             for rank, s in zip(self.ranks, shards)
-        ], "train_step", self.call_timeout_s)
+        ], "train_step")
         metrics: dict[str, float] = {}
         for result in results:
             for key, value in result[_ADDITIVE].items():
@@ -259,16 +261,14 @@ class LearnerGroup:
         return metrics
 
     def save_checkpoint(self, directory: str, client_state: dict[str, Any]) -> None:
-        gather_ranks([rank.save_checkpoint.remote(directory, client_state) for rank in self.ranks], "save_checkpoint",
-                     self.call_timeout_s)
+        self._gather([rank.save_checkpoint.remote(directory, client_state) for rank in self.ranks], "save_checkpoint")
 
     def load_checkpoint(self, directory: str) -> dict[str, Any]:
-        states = gather_ranks([rank.load_checkpoint.remote(directory) for rank in self.ranks], "load_checkpoint",
-                              self.call_timeout_s)
+        states = self._gather([rank.load_checkpoint.remote(directory) for rank in self.ranks], "load_checkpoint")
         return states[0]
 
     def save_hf(self, directory: str) -> None:
-        ray.get(self.ranks[0].save_hf.remote(directory))
+        self._gather([self.ranks[0].save_hf.remote(directory)], "save_hf")
 
     def get_weights_ref(self) -> ray.ObjectRef:
         """ObjectRef of rank 0's cloned, contiguous CPU state dict (for ``ReferenceActor.load_weights``)."""
