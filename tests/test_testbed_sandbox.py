@@ -5,6 +5,7 @@ Real executions through ``aletheia_ray.sandbox`` (bubblewrap); run under the hea
 import gzip
 import json
 import random
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -33,10 +34,11 @@ class CrashAfter(Exception):
 
 def _crashing(runner, after):
     def run(subs):
-        for n, item in enumerate(runner(subs)):
-            if n == after:
-                raise CrashAfter(f"simulated crash after {after} results")
-            yield item
+        with closing(runner(subs)) as results:
+            for n, item in enumerate(results):
+                if n == after:
+                    raise CrashAfter(f"simulated crash after {after} results")
+                yield item
     return run
 
 

@@ -26,6 +26,7 @@ from aletheia_ray.sandbox.isolation import IsolationReport, Limits
 from aletheia_ray.sandbox.languages import Language, SourceError, language
 from aletheia_ray.sandbox.process import RawRun, run_process
 from aletheia_ray.sandbox.session import SUPERVISOR_NAME, TestSession
+from aletheia_ray.sandbox.slot_lock import claim_slot, release_slot
 from aletheia_ray.sandbox.submissions import submission_from_row  # noqa: F401 - re-exported
 from aletheia_ray.sandbox.types import Status, Submission, SubmissionResult, TestResult, finish
 from aletheia_ray.sandbox.values import decode_call_line, values_match  # noqa: F401 - re-exported
@@ -72,6 +73,17 @@ class Executor:
         self.slot = slot
         self._closed = False
         self.uid = iso.SANDBOX_UID_BASE + slot if os.geteuid() == 0 else None
+        # as root a slot is a uid + cgroup that every run sweeps: hold it host-wide (slot_lock.py)
+        self._slot_fd = claim_slot(slot) if self.uid is not None else None
+        self.root, self.subreaper, self.cgroup = None, False, None
+        try:
+            self._start(isolation, allow_unisolated, slot, work_root)
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self, isolation: str, allow_unisolated: bool, slot: int,
+               work_root: Optional[str]) -> None:
         self.root = tempfile.mkdtemp(prefix=f"aletheia-sbx-{os.getpid()}-s{slot}-", dir=work_root)
         os.chmod(self.root, 0o711)
         self.harness = os.path.join(self.root, "harness")
@@ -102,7 +114,6 @@ class Executor:
         if isolation in ("auto", "bwrap"):
             why = self._bwrap_broken()
             if why and isolation == "bwrap":
-                self.close()
                 raise RuntimeError(f"isolation='bwrap' requested but bubblewrap fails: {why}")
             if why:
                 self.problems["namespaces"] = why
@@ -111,7 +122,6 @@ class Executor:
             self.mode = "none"
         if self.mode == "none":
             if not allow_unisolated:
-                self.close()
                 raise RuntimeError("no namespace isolation available "
                                    f"({self.problems.get('namespaces', 'isolation=none')}); pass "
                                    "allow_unisolated=True to run untrusted code without it")
@@ -119,7 +129,6 @@ class Executor:
                         "code can read host files and use the network !!!", slot)
         report = self.probe()  # at start: what this slot really achieved
         if report.level == "broken":
-            self.close()
             raise RuntimeError(f"sandbox probe failed on slot {slot}: {report.layers}")
         log.info("sandbox slot %d isolation level: %s", slot, report.level)
 
@@ -132,7 +141,11 @@ class Executor:
                   thorough=True)  # also reaps the slot's adopted zombies
         if self.subreaper:
             iso.release_subreaper()
-        shutil.rmtree(self.root, ignore_errors=True)
+        if self.root:
+            shutil.rmtree(self.root, ignore_errors=True)
+        if self._slot_fd is not None:
+            release_slot(self._slot_fd)  # last: the slot is empty now
+            self._slot_fd = None
 
     def __enter__(self) -> "Executor":
         return self

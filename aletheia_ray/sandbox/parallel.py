@@ -18,7 +18,11 @@ def run_local(jobs: Iterable[Job], workers: int = 1, slot_base: int = 0,
               make_runner: Optional[Callable[[int], Runner]] = None,
               ) -> Iterator[SubmissionResult]:
     """Yield one result per job, in input order. ``make_runner(slot)`` overrides the local
-    executor (e.g. a remote backend); by default worker k uses ``Executor(slot=slot_base + k)``."""
+    executor (e.g. a remote backend); by default worker k uses ``Executor(slot=slot_base + k)``.
+
+    Stopping early (``close()`` the generator, or use it in a ``with contextlib.closing(...)``)
+    cancels the queued jobs, waits for the in-flight ones and frees the slots; a generator that
+    is merely dropped keeps its slots until it is garbage-collected."""
     if workers < 1:
         raise ValueError(f"workers: must be >= 1, got {workers}")
     todo: "queue.Queue[Optional[tuple[int, Job]]]" = queue.Queue()
@@ -26,6 +30,7 @@ def run_local(jobs: Iterable[Job], workers: int = 1, slot_base: int = 0,
         queue.Queue()
     executors: list[Executor] = []
     runners = []
+    threads: list[threading.Thread] = []
     try:
         for k in range(workers):
             if make_runner is not None:
@@ -45,7 +50,8 @@ def run_local(jobs: Iterable[Job], workers: int = 1, slot_base: int = 0,
                 except BaseException as exc:  # noqa: BLE001 - surfaced to the caller below
                     done.put((index, None, exc))
 
-        threads = [threading.Thread(target=work, args=(r,), daemon=True) for r in runners]
+        threads = [threading.Thread(target=work, args=(r,), daemon=True, name=f"run_local-{k}")
+                   for k, r in enumerate(runners)]
         for t in threads:
             t.start()
         pending: dict[int, SubmissionResult] = {}
@@ -71,8 +77,18 @@ def run_local(jobs: Iterable[Job], workers: int = 1, slot_base: int = 0,
             while emitted in pending:
                 yield pending.pop(emitted)
                 emitted += 1
+    finally:
+        # also on an early exit (a worker raised, or the caller stopped iterating): cancel the
+        # queued jobs and wait for the in-flight ones, so no worker still uses an executor while
+        # it closes and none outlives this call
+        while True:
+            try:
+                todo.get_nowait()
+            except queue.Empty:
+                break
+        for t in threads:
+            todo.put(None)
         for t in threads:
             t.join()
-    finally:
         for ex in executors:
             ex.close()

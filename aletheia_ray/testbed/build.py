@@ -66,8 +66,9 @@ def build_testbed(problems_path: str, candidates_path: str, out_dir: str, cfg: T
 
         def run(subs):
             results = [None] * len(subs)
-            for i, res in run_with_progress(runner_factory(), subs, "verify adversarial"):
-                results[i] = res
+            with run_with_progress(runner_factory(), subs, "verify adversarial") as done:
+                for i, res in done:
+                    results[i] = res
             return results
 
         originals = {l.idx: l for l in splits["heldout"]}

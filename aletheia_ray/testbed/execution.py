@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Optional
 
@@ -65,8 +66,9 @@ def thread_runner(cfg: ExecutionConfig) -> Runner:
     from aletheia_ray.sandbox.parallel import run_local
 
     def run(subs: list[Submission]) -> Iterator[tuple[int, SubmissionResult]]:
-        yield from enumerate(run_local(subs, workers=cfg.workers, isolation=cfg.isolation,
-                                       allow_unisolated=cfg.allow_unisolated))
+        with closing(run_local(subs, workers=cfg.workers, isolation=cfg.isolation,
+                               allow_unisolated=cfg.allow_unisolated)) as results:
+            yield from enumerate(results)
 
     return run
 
@@ -92,11 +94,18 @@ def make_runner(cfg: ExecutionConfig) -> Runner:
     return ray_runner(cfg) if cfg.backend == "ray" else thread_runner(cfg)
 
 
-def run_with_progress(runner: Runner, subs: list[Submission], desc: str) -> Iterable[tuple[int, SubmissionResult]]:
-    with tqdm(total=len(subs), desc=desc, unit="prog", disable=not subs) as bar:
-        for item in runner(subs):
-            bar.update(1)
-            yield item
+@contextmanager
+def run_with_progress(runner: Runner, subs: list[Submission], desc: str
+                      ) -> Iterator[Iterator[tuple[int, SubmissionResult]]]:
+    """``with run_with_progress(...) as results:`` iterate ``(index, result)`` under a progress
+    bar; leaving the block early (an error, a crash) stops the runner's workers right there."""
+    with tqdm(total=len(subs), desc=desc, unit="prog", disable=not subs) as bar, \
+            closing(runner(subs)) as results:
+        def counted() -> Iterator[tuple[int, SubmissionResult]]:
+            for item in results:
+                bar.update(1)
+                yield item
+        yield counted()
 
 
 def score_missing(cands: list[Candidate], problems: dict[str, Problem], cache: ExecutionCache,
@@ -119,13 +128,14 @@ def score_missing(cands: list[Candidate], problems: dict[str, Problem], cache: E
     report.info["execution"] = {"executed": len(todo), "from_cache": hits}
     if todo:
         subs = [problems[c.problem_id].submission(key[:16], c.language, c.code) for c, key in todo]
-        for i, res in run_with_progress(runner_factory(), subs, "execute candidates"):
-            cand, key = todo[i]
-            if res.pass_rate is None:
-                report.add("sandbox_infra_error", cand.where, f"problem {cand.problem_id}: {res.status.value} "
-                           f"{(res.tests[0].detail if res.tests else '')[:200]}")
-                continue
-            cand.pass_rate = res.pass_rate
-            cache.append({"key": key, "problem_id": cand.problem_id, "status": res.status.value,
-                          "pass_rate": res.pass_rate})
+        with run_with_progress(runner_factory(), subs, "execute candidates") as results:
+            for i, res in results:
+                cand, key = todo[i]
+                if res.pass_rate is None:
+                    report.add("sandbox_infra_error", cand.where, f"problem {cand.problem_id}: "
+                               f"{res.status.value} {(res.tests[0].detail if res.tests else '')[:200]}")
+                    continue
+                cand.pass_rate = res.pass_rate
+                cache.append({"key": key, "problem_id": cand.problem_id, "status": res.status.value,
+                              "pass_rate": res.pass_rate})
     return [c for c in cands if c.pass_rate is not None]
