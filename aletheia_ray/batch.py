@@ -49,3 +49,8 @@ class TrainBatch:
             return None if t is None else t[start:end]
 
         return TrainBatch(**{k: cut(v) for k, v in self.__dict__.items()})
+
+    def select(self, rows: list[int]) -> "TrainBatch":
+        """The given rows, in the given order (e.g. one mini-batch of whole prompt groups)."""
+        index = torch.as_tensor(rows, dtype=torch.long)
+        return TrainBatch(**{k: None if v is None else v.index_select(0, index) for k, v in self.__dict__.items()})

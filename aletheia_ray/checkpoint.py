@@ -5,6 +5,7 @@
         hf/                   HF export (config, safetensors, tokenizer): loadable by vLLM/transformers
         reference/            reference weights as HF dir, only once the reference was re-synced
         controller_state.pt   ControllerState (torch.save; RNG states are tensors/tuples)
+        pending_rollout.json  async_tis only: the next step's batch, already generated
         COMPLETE              written last: a directory without it is ignored by ``latest_checkpoint``
 
 The controller (``aletheia_ray/trainer.py``) fills the directories; this module only names them
@@ -23,9 +24,12 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
+from aletheia_ray.batch import Generation
+
 CHECKPOINTS = "checkpoints"
 COMPLETE = "COMPLETE"
 STATE_FILE = "controller_state.pt"
+PENDING_FILE = "pending_rollout.json"
 _STEP_DIR = re.compile(r"^step_(\d+)$")
 
 
@@ -35,6 +39,7 @@ class ControllerState:
     sampler: dict[str, Any]  # PromptSampler.state_dict()
     cold_start_done: bool = False
     ref_synced_step: Optional[int] = None  # step of the last reference re-sync (None: base weights)
+    updates: int = 0  # RL optimizer updates made (batch_online makes several per step)
     rng: dict[str, Any] = field(default_factory=dict)  # capture_rng_state()
 
     def summary(self) -> dict[str, Any]:
@@ -85,6 +90,22 @@ def load_controller_state(directory: str | Path) -> ControllerState:
         raise FileNotFoundError(f"checkpoint {directory} has no {STATE_FILE}; it is not a controller checkpoint")
     data = torch.load(path, weights_only=False)
     return ControllerState(**data)
+
+
+def save_pending_rollout(directory: str | Path, pending: dict[str, Any]) -> None:
+    """async_tis: the next step's batch, generated before the save from weights one update behind;
+    a resume trains on it instead of regenerating from newer weights (so it repeats the run)."""
+    data = {**pending, "generations": [asdict(g) for g in pending["generations"]]}
+    (Path(directory) / PENDING_FILE).write_text(json.dumps(data) + "\n")
+
+
+def load_pending_rollout(directory: str | Path) -> Optional[dict[str, Any]]:
+    path = Path(directory) / PENDING_FILE
+    if not path.exists():
+        return None
+    data = json.loads(path.read_text())
+    data["generations"] = [Generation(**g) for g in data["generations"]]
+    return data
 
 
 def mark_complete(directory: str | Path) -> None:

@@ -6,6 +6,7 @@ position ``p`` (in ``input_ids``) has its logprob / loss-mask entry at ``p - 1``
 """
 from __future__ import annotations
 
+import random
 from typing import Any, Sequence
 
 import torch
@@ -84,3 +85,33 @@ def logprob_gap_metrics(trainer_lp: torch.Tensor, rollout_lp: torch.Tensor, mask
     return {"rollout/logprob_abs_diff_mean": float(diff.abs().sum() / n),
             "rollout/logprob_abs_diff_max": float(diff.abs().max()),
             "rollout/kl_k1": float((rollout_lp - trainer_lp).mul(mask).sum() / n)}
+
+
+def minibatch_rows(prompt_indices: Sequence[int], num_minibatches: int, rng: random.Random) -> list[list[int]]:
+    """Rows of a generated batch split into ``num_minibatches`` disjoint mini-batches of whole
+    prompt groups (a group's advantages are relative to each other), groups in a random order;
+    group counts differ by at most one. Every row is in exactly one mini-batch."""
+    groups: dict[int, list[int]] = {}
+    for row, prompt in enumerate(prompt_indices):
+        groups.setdefault(prompt, []).append(row)
+    if len(groups) < num_minibatches:
+        raise ValueError(f"algorithm.updates_per_generation={num_minibatches} needs at least as many prompts per "
+                         f"step, got {len(groups)} (algorithm.prompts_per_step)")
+    order = sorted(groups)
+    rng.shuffle(order)
+    base, extra = divmod(len(order), num_minibatches)
+    out, start = [], 0
+    for k in range(num_minibatches):
+        end = start + base + (1 if k < extra else 0)
+        out.append([row for prompt in order[start:end] for row in groups[prompt]])
+        start = end
+    return out
+
+
+def mean_update_metrics(per_update: Sequence[dict[str, float]]) -> dict[str, float]:
+    """Learner metrics of several updates from one generated batch: the mean of each, plus
+    ``actor/num_updates``."""
+    keys = per_update[0].keys()
+    out = {k: sum(m[k] for m in per_update) / len(per_update) for k in keys}
+    out["actor/num_updates"] = float(len(per_update))
+    return out

@@ -15,6 +15,7 @@ from pydantic import Field, field_validator, model_validator
 
 from aletheia_ray.config import StrictModel
 from aletheia_ray.rewards import REWARD_FNS, STYLES
+from aletheia_ray.sync.modes import SyncPolicy, make_sync_policy
 
 PositiveInt = Field(gt=0)
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -155,7 +156,9 @@ class AlgorithmConfig(StrictModel):
     eps_high: float = Field(0.28, ge=0)
     beta: float = Field(1e-3, ge=0)  # KL(policy || reference), k3 estimator
     norm_adv_by_std: bool = True
-    sync_mode: Literal["on_policy", "batch_online", "async_tis"] = "on_policy"
+    sync_mode: Literal["on_policy", "batch_online", "async_tis"] = "on_policy"  # see sync/modes.py
+    updates_per_generation: int = Field(1, gt=0)  # batch_online: optimizer updates per generated batch (BO-GRPO: 4)
+    tis_cap: Optional[float] = None  # TIS weight cap C; None: off, except 2.0 (the paper's) in async_tis
 
 
 class SyncConfig(StrictModel):
@@ -235,7 +238,20 @@ class TrainConfig(StrictModel):
                              f"model.max_model_len ({self.model.max_model_len})")
         if self.reward.kind == "pass_rate" and self.cold_start.enabled:
             raise ValueError("cold_start (verdict SFT) needs reward.kind 'verdict'")
+        a = self.algorithm
+        policy = make_sync_policy(a.sync_mode, a.updates_per_generation, a.tis_cap)  # errors name the key
+        if a.prompts_per_step < policy.updates_per_generation:
+            raise ValueError(f"algorithm.updates_per_generation ({a.updates_per_generation}) mini-batches of whole "
+                             f"prompt groups need algorithm.prompts_per_step >= it (got {a.prompts_per_step})")
+        if policy.tis_cap is not None and a.loss != "grpo":
+            raise ValueError(f"TIS (algorithm.sync_mode={a.sync_mode}, algorithm.tis_cap) is applied by the 'grpo' "
+                             f"loss; algorithm.loss={a.loss!r} has no TIS weights")
         return self
+
+    @property
+    def sync_policy(self) -> SyncPolicy:
+        a = self.algorithm
+        return make_sync_policy(a.sync_mode, a.updates_per_generation, a.tis_cap)
 
     @property
     def use_reference(self) -> bool:

@@ -2,8 +2,12 @@
 
     [cold start: SFT on formatted verdicts -> sync rollout -> reference := cold-started policy]
     per step: sample prompts -> generate -> reward -> advantages -> reference logprobs
-              -> old logprobs -> update -> sync (per the sync policy) -> [reference re-sync]
-              -> log -> [checkpoint]
+              -> old logprobs -> update(s) -> sync -> [reference re-sync] -> log -> [checkpoint]
+
+The sync mode (``aletheia_ray/sync/modes.py``) only changes three things here: how many updates a
+generated batch feeds (batch_online: mini-batches of whole prompt groups), whether the next
+step's generation starts before this step's update (async_tis: it overlaps, from weights one
+update behind, and the loss gets TIS weights), and so what a checkpoint must hold.
 
 It maps the config onto the actors' keyword arguments and never reaches into an actor's
 internals. Resume restores learner (DeepSpeed), rollout weights (HF export), reference weights,
@@ -22,7 +26,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator
 
 import ray
 from transformers import AutoTokenizer
@@ -39,12 +43,13 @@ from aletheia_ray.data.records import LETTERS
 from aletheia_ray.data.synthetic import make_synthetic_lists, random_chance_list_acc
 from aletheia_ray.models import resolve_model_path
 from aletheia_ray.reward_scoring import Overlong, score_verdict
+from aletheia_ray.rollout_schedule import RolloutSchedule
 from aletheia_ray.sampler import PromptSampler
 from aletheia_ray.sync import WeightSync
-from aletheia_ray.sync.modes import make_sync_policy
 from aletheia_ray.tracking import Tracker
-from aletheia_ray.train_batches import (generations_to_batch, logprob_gap_metrics, response_metrics,
-                                        sequences_to_batch, verdict_completion, verifier_prompt_ids)
+from aletheia_ray.train_batches import (generations_to_batch, logprob_gap_metrics, mean_update_metrics,
+                                        minibatch_rows, response_metrics, sequences_to_batch, verdict_completion,
+                                        verifier_prompt_ids)
 from aletheia_ray.train_config import TrainConfig
 from aletheia_ray.train_data import select_training_lists
 
@@ -87,7 +92,7 @@ class Trainer:
         self.cfg = cfg
         self.out = Path(cfg.output_dir)
         self.out.mkdir(parents=True, exist_ok=True)
-        self.policy = make_sync_policy(cfg.algorithm.sync_mode)
+        self.policy = cfg.sync_policy
         self.model_path = resolve_model_path(cfg.model.path, cfg.model.cache_dir)
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
         pad = self.tokenizer.pad_token_id
@@ -108,6 +113,8 @@ class Trainer:
         self.sampler = PromptSampler(len(self.items), cfg.algorithm.prompts_per_step, seed=cfg.seed,
                                      shuffle=cfg.data.shuffle)
         self.state = ckpt.ControllerState(step=0, sampler=self.sampler.state_dict())
+        self.schedule = RolloutSchedule(self._generate, self.sampler, max_staleness=self.policy.max_staleness,
+                                        total_steps=cfg.trainer.total_steps)
         o = cfg.reward.overlong
         self.overlong = Overlong(cfg.rollout.max_new_tokens, o.cache) if o.enabled else None
         self.learner = self.rollout = self.reference = self.rewards = self.weight_sync = None
@@ -141,6 +148,8 @@ class Trainer:
             self.state = ckpt.load_controller_state(resume_dir)
             self.sampler.load_state_dict(self.state.sampler)
             ckpt.restore_rng_state(self.state.rng)
+            # the engines restart from the learner's export; async_tis reuses the generated next batch
+            self.schedule.restore(ckpt.load_pending_rollout(resume_dir), weights_version=self.state.updates)
             log.warning("resuming from %s (step %d)", resume_dir, self.state.step)
         rollout_model = str(resume_dir / "hf") if resume_dir is not None else self.model_path
         self.ref_model = self.model_path
@@ -150,7 +159,8 @@ class Trainer:
 
         r, l = cfg.rollout, cfg.learner
         cold_steps = cfg.cold_start.steps if cfg.cold_start.enabled else 0
-        warmup = int(l.warmup_ratio * (cfg.trainer.total_steps + cold_steps) + 0.999999)
+        updates = cfg.trainer.total_steps * self.policy.updates_per_generation
+        warmup = int(l.warmup_ratio * (updates + cold_steps) + 0.999999)
         with ThreadPoolExecutor(2) as pool:
             rollout_f = pool.submit(RolloutPool, r.num_engines, rollout_model, num_cpus_per_engine=r.num_cpus_per_engine,
                                     num_gpus_per_engine=r.num_gpus_per_engine,
@@ -230,15 +240,37 @@ class Trainer:
         self.learner.save_hf(self.ref_model)
         self.state.ref_synced_step = step
 
+    def _generate(self, step: int, idx: list[int]):
+        r, a = self.cfg.rollout, self.cfg.algorithm
+        start = time.perf_counter()
+        gens = self.rollout.generate([self.prompt_ids[i] for i in idx], n=a.samples_per_prompt,
+                                     temperature=r.temperature, top_p=r.top_p, max_new_tokens=r.max_new_tokens,
+                                     seed=self.cfg.seed * 1_000_003 + step)
+        return gens, time.perf_counter() - start
+
+    def _update(self, step: int, batch, prompt_indices: list[int]) -> dict[str, float]:
+        """``updates_per_generation`` optimizer updates on disjoint mini-batches of prompt groups."""
+        a, n = self.cfg.algorithm, self.policy.updates_per_generation
+        loss_kwargs = {"eps_low": a.eps_low, "eps_high": a.eps_high, "beta": a.beta if self.reference is not None else 0.0}
+        if self.policy.tis_cap is not None:
+            loss_kwargs["tis_cap"] = self.policy.tis_cap
+        parts = [batch] if n == 1 else [batch.select(rows) for rows in minibatch_rows(
+            prompt_indices, n, random.Random(self.cfg.seed * 1_000_003 + step))]
+        results = []
+        for part in parts:
+            results.append(self.learner.train_step(part, a.loss, loss_kwargs, temperature=self.cfg.rollout.temperature))
+            self.state.updates += 1
+        return results[0] if n == 1 else mean_update_metrics(results)
+
     def rl_step(self, step: int) -> dict[str, Any]:
         cfg, r, a = self.cfg, self.cfg.rollout, self.cfg.algorithm
         timer = _Timer()
         with timer("step"):
-            idx = self.sampler.next_batch()
-            with timer("gen"):
-                gens = self.rollout.generate([self.prompt_ids[i] for i in idx], n=a.samples_per_prompt,
-                                             temperature=r.temperature, top_p=r.top_p, max_new_tokens=r.max_new_tokens,
-                                             seed=cfg.seed * 1_000_003 + step)
+            rollout = self.schedule.batch_for(step)
+            with timer("gen_wait"):
+                gens, gen_seconds = rollout.result()
+            staleness = self.state.updates - rollout.weights_version
+            idx = rollout.prompt_indices
             with timer("reward"):
                 metrics = self.rewards.score(gens, [self.items[i] for i in idx])
             with timer("adv"):
@@ -251,12 +283,12 @@ class Trainer:
             with timer("old_logprob"):
                 batch.old_logprobs = self.learner.compute_logprobs(batch, r.temperature)
             with timer("update"):
-                loss_kwargs = {"eps_low": a.eps_low, "eps_high": a.eps_high, "beta": a.beta if self.reference is not None else 0.0}
-                actor = self.learner.train_step(batch, a.loss, loss_kwargs, temperature=r.temperature)
-            sync = {}
-            if self.policy.sync_after_update(0):
-                with timer("sync"):
-                    sync = self.weight_sync.sync(self.learner, self.rollout)
+                actor = self._update(step, batch, [g.prompt_index for g in gens])
+            with timer("gen_wait"):  # generation and weight loading never overlap
+                self.schedule.wait_for_next()
+            with timer("sync"):
+                sync = self.weight_sync.sync(self.learner, self.rollout)
+                self.schedule.weights_loaded(self.state.updates)
             if self.reference is not None and cfg.reference.sync_steps and step % cfg.reference.sync_steps == 0:
                 with timer("ref_sync"):
                     self._resync_reference(step)
@@ -267,9 +299,10 @@ class Trainer:
         metrics.update(actor)
         metrics.update({k: v for k, v in sync.items() if k != "timing_s/sync"})
         metrics.update(timer.times)
-        metrics.update({"perf/throughput": tokens / timer.times["timing_s/step"],
-                        "perf/gen_tokens_per_s": sum(len(g.response_ids) for g in gens) / timer.times["timing_s/gen"],
-                        "perf/total_num_tokens": tokens, "epoch": self.sampler.epoch})
+        metrics.update({"timing_s/gen": gen_seconds, "perf/throughput": tokens / timer.times["timing_s/step"],
+                        "perf/gen_tokens_per_s": sum(len(g.response_ids) for g in gens) / gen_seconds,
+                        "perf/total_num_tokens": tokens, "epoch": rollout.epoch,
+                        "rollout/staleness": float(staleness), "train/updates": float(self.state.updates)})
         return metrics
 
     def save(self, step: int) -> Path:
@@ -283,6 +316,9 @@ class Trainer:
         if self.state.ref_synced_step is not None:
             shutil.copytree(self.ref_model, d / "reference")
         ckpt.save_controller_state(d, self.state)
+        pending = self.schedule.pending()  # async_tis: the next batch, already generated
+        if pending is not None:
+            ckpt.save_pending_rollout(d, pending)
         ckpt.mark_complete(d)
         return d
 
@@ -330,6 +366,7 @@ class Trainer:
         return summary
 
     def shutdown(self) -> None:
+        self.schedule.shutdown()
         for part in (self.rollout, self.learner, self.rewards):
             if part is not None:
                 part.shutdown()

@@ -7,7 +7,6 @@ import math
 import os
 import subprocess
 import tempfile
-from pathlib import Path
 
 import pytest
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from fixture_paths import SHARED_DATA
 import re
-from pathlib import Path
 
 import pytest
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers

@@ -6,7 +6,6 @@ compile, C++/Java lexing round-trips. Behaviour in the sandbox: test_testbed_san
 import ast
 import json
 import random
-from pathlib import Path
 
 import pytest
 

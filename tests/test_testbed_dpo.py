@@ -1,7 +1,6 @@
 """DPO pairs from sampled verifier outputs (real fixture lists; completions written here)."""
 import json
 from collections import Counter
-from pathlib import Path
 
 import pytest
 

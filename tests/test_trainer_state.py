@@ -9,14 +9,13 @@ import pytest
 import torch
 
 from aletheia_ray import checkpoint as ckpt
-from aletheia_ray.sync.modes import make_sync_policy
 from aletheia_ray.tracking import Tracker, format_step_line, read_metrics, wandb_mode
 
 
 def test_controller_state_round_trip_restores_rngs(tmp_path):
     random.seed(1); np.random.seed(1); torch.manual_seed(1)
     state = ckpt.ControllerState(step=4, sampler={"epoch": 1, "position": 2}, cold_start_done=True,
-                                 ref_synced_step=0, rng=ckpt.capture_rng_state())
+                                 ref_synced_step=0, updates=16, rng=ckpt.capture_rng_state())
     expected = (random.random(), float(np.random.rand()), float(torch.rand(1)))
     d = ckpt.step_dir(tmp_path, 4)
     ckpt.save_controller_state(d, state)
@@ -25,7 +24,7 @@ def test_controller_state_round_trip_restores_rngs(tmp_path):
     ckpt.restore_rng_state(loaded.rng)
     assert (random.random(), float(np.random.rand()), float(torch.rand(1))) == expected
     assert loaded.summary() == {"step": 4, "sampler": {"epoch": 1, "position": 2}, "cold_start_done": True,
-                                "ref_synced_step": 0}
+                                "ref_synced_step": 0, "updates": 16}
     assert json.loads((d / "controller_state.json").read_text())["step"] == 4
 
 
@@ -84,12 +83,3 @@ def test_console_line_shows_the_key_metrics():
     for part in ("step 3/10", "reward=+0.500", "acc=0.750", "parse=1.00", "kl=1.00e-04", "clip=0.000",
                  "len=6.0", "zero_std=0.25", "tok/s=900"):
         assert part in line
-
-
-def test_on_policy_syncs_after_every_update_and_other_modes_are_refused():
-    p = make_sync_policy("on_policy")
-    assert p.updates_per_generation == 1 and p.sync_after_update(0) and p.generation_waits_for_sync
-    with pytest.raises(NotImplementedError, match="batch_online"):
-        make_sync_policy("batch_online")
-    with pytest.raises(ValueError, match="unknown sync mode"):
-        make_sync_policy("sometimes")

@@ -13,7 +13,7 @@ import json
 import os
 from contextlib import closing, contextmanager
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 from tqdm import tqdm
 
