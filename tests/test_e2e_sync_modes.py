@@ -15,8 +15,9 @@ from e2e_helpers import SYNTHETIC_CONFIG, kill_processes, processes_of, run_trai
 
 pytestmark = pytest.mark.slow
 
-# small: these tests are about the loop's mechanics, not learning (a short cold start, 3 steps)
-SMALL = ["data.synthetic.num_lists=32", "algorithm.prompts_per_step=8", "cold_start.steps=10",
+# small: these tests are about the loop's mechanics, not learning; the cold start teaches the format
+# so that rewards differ within groups (an all-equal batch has no gradient and nothing to clip)
+SMALL = ["data.synthetic.num_lists=32", "algorithm.prompts_per_step=8", "cold_start.steps=30",
          "evaluation.enabled=false", "logging.wandb=disabled"]
 COMPARED = ("actor/pg_loss", "actor/loss", "actor/kl", "actor/grad_norm", "actor/tis_weight_mean", "reward/mean",
             "rollout/logprob_abs_diff_mean")
