@@ -82,7 +82,7 @@ def main(argv=None) -> None:
         ratio = f"{r['step_s'] / base['step_s']:.2f}x" if base else "-"
         table.add_row(mode, f"{r['step_s']:.2f}", f"{r['tok_s']:.0f}", f"{r['gen_s']:.2f}", f"{r['gen_wait_s']:.2f}",
                       f"{r['update_s']:.2f}", f"{r['updates_per_s']:.2f}", f"{r['staleness']:.2f}", ratio)
-    Console().print(table)
+    Console(width=160).print(table)
     print(f"metrics.jsonl of each run under {root}")
 
 
