@@ -11,7 +11,7 @@ demo: install
 	aletheia-train --config configs/debug_cpu.yaml
 
 test: install
-	$(PYTHON) -m pytest -ra
+	$(PYTHON) -m pytest -ra --durations=15
 
 # Local iteration: everything but the long end-to-end tests (marked `slow`; CI runs them).
 test-fast:
