@@ -9,6 +9,7 @@ held when a batch's generation started; a step's staleness is the learner's upda
 """
 from __future__ import annotations
 
+import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
@@ -16,6 +17,7 @@ from typing import Any, Callable, Optional
 from aletheia_ray.batch import Generation
 from aletheia_ray.sampler import PromptSampler
 
+log = logging.getLogger(__name__)
 Generate = Callable[[int, list[int]], tuple[list[Generation], float]]  # (step, prompts) -> (gens, seconds)
 
 
@@ -25,7 +27,7 @@ class ScheduledBatch:
     prompt_indices: list[int]
     epoch: int  # sampler epoch of these prompts
     weights_version: int
-    future: Future  # -> (generations, generation seconds)
+    future: Optional[Future]  # -> (generations, generation seconds); None: prompts drawn, not generated yet
 
     def result(self) -> tuple[list[Generation], float]:
         return self.future.result()
@@ -41,15 +43,17 @@ class RolloutSchedule:
         self._next: Optional[ScheduledBatch] = None
         self.weights_version = 0  # RL updates in the rollout engines' weights now
 
-    def _start(self, step: int) -> ScheduledBatch:
-        idx = self._sampler.next_batch()
-        return ScheduledBatch(step, idx, self._sampler.epoch, self.weights_version,
-                              self._pool.submit(self._generate, step, idx))
+    def _start(self, step: int, drawn: Optional[ScheduledBatch] = None) -> ScheduledBatch:
+        """Generate step ``step``'s batch from the current weights (for prompts already drawn, or new ones)."""
+        idx, epoch = (drawn.prompt_indices, drawn.epoch) if drawn else (self._sampler.next_batch(), self._sampler.epoch)
+        return ScheduledBatch(step, idx, epoch, self.weights_version, self._pool.submit(self._generate, step, idx))
 
     def batch_for(self, step: int) -> ScheduledBatch:
         """Step ``step``'s batch (already started, or started now); with staleness 1 also start
         the next step's, to run while this one trains."""
-        current = self._next if self._next is not None and self._next.step == step else self._start(step)
+        current = self._next if self._next is not None and self._next.step == step else None
+        if current is None or current.future is None:
+            current = self._start(step, current)
         self._next = None
         if self.max_staleness and step < self.total_steps:
             self._next = self._start(step + 1)
@@ -75,7 +79,12 @@ class RolloutSchedule:
         """After a resume: the engines hold the learner's weights; the pending batch is reused."""
         self.weights_version = weights_version
         self._next = None
-        if pending is not None:
+        if pending is not None and not self.max_staleness:
+            log.warning("checkpoint holds a batch generated ahead (async_tis) but this run is on-policy: "
+                        "step %d regenerates its prompts from the current weights", pending["step"])
+            self._next = ScheduledBatch(pending["step"], pending["prompt_indices"], pending["epoch"],
+                                        weights_version, None)
+        elif pending is not None:
             done: Future = Future()
             done.set_result((pending["generations"], pending["gen_seconds"]))
             self._next = ScheduledBatch(pending["step"], pending["prompt_indices"], pending["epoch"],

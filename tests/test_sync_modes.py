@@ -160,3 +160,17 @@ def test_schedule_resumed_from_a_checkpoint_repeats_the_uninterrupted_run():
     resumed.restore(pending, weights_version=2)
     assert _drive(resumed, engine2, 5, start=3) == want[2:]
     assert [g[0] for g in engine2.generated] == [4, 5]  # step 3's batch was not generated again
+
+
+def test_an_on_policy_resume_regenerates_instead_of_training_on_a_stale_pending_batch():
+    from aletheia_ray.rollout_schedule import RolloutSchedule
+    from aletheia_ray.sampler import PromptSampler
+
+    engine = _Engine()
+    engine.weights = 2
+    schedule = RolloutSchedule(engine.generate, PromptSampler(10, 2, seed=0), max_staleness=0, total_steps=4)
+    schedule.restore({"step": 3, "prompt_indices": [0, 1], "epoch": 0, "weights_version": 1, "gen_seconds": 0.1,
+                      "generations": []}, weights_version=2)
+    seen = _drive(schedule, engine, 4, start=3)
+    assert seen[0][1:] == ([0, 1], 0)  # the drawn prompts, generated from the loaded weights (staleness 0)
+    assert [g[0] for g in engine.generated] == [3, 4] and engine.generated[0][1:] == ([0, 1], 2)
