@@ -105,6 +105,22 @@ def test_tis_weights_are_truncated_and_multiply_the_pg_term():
     assert m["tis_weight_mean"] == pytest.approx(1.25)
 
 
+def test_tis_weights_also_weight_the_k3_kl_of_off_policy_samples():
+    # rollout-sampled tokens: the trained policy now gives the 2nd token 1/e^6 of the reference's
+    # probability; unweighted k3 = e^6 - 6 - 1 ~ 396 dominates, weighted by w = e^-6 it is ~1
+    logp = torch.tensor([[0.0, -6.0]])
+    ref = torch.tensor([[math.log(0.5), 0.0]])
+    w = tis_weights(logp, torch.tensor([[math.log(0.25), 0.0]]), cap=2.0)  # [2 (capped from 4), e^-6]
+    k3 = [0.5 - math.log(0.5) - 1, math.exp(6) - 6 - 1]
+    loss, m = grpo_policy_loss(logp, logp, torch.tensor([0.0]), torch.ones(1, 2), ref_logprobs=ref,
+                               beta=0.1, token_weights=w)
+    weighted = (2.0 * k3[0] + math.exp(-6) * k3[1]) / 2
+    assert m["kl"] == pytest.approx(weighted, rel=1e-5)
+    assert loss.item() == pytest.approx(0.1 * weighted, rel=1e-5)
+    _, unweighted = grpo_policy_loss(logp, logp, torch.tensor([0.0]), torch.ones(1, 2), ref_logprobs=ref, beta=0.1)
+    assert unweighted["kl"] == pytest.approx(sum(k3) / 2, rel=1e-5) and unweighted["kl"] > 100 * m["kl"]
+
+
 def test_gspo_sequence_ratio_clipping_and_gradient():
     logp = torch.tensor([[0.1, 0.3, 0.0]], requires_grad=True)  # old = 0, 2 response tokens
     mask = torch.tensor([[1.0, 1.0, 0.0]])

@@ -56,8 +56,10 @@ def grpo_policy_loss(
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """PPO-clip surrogate with clip-higher, DAPO token-level sum / global token count, + beta*KL_k3.
 
-    ``advantages`` is [B] (broadcast over tokens) or [B, T]. ``token_weights`` (e.g. TIS weights)
-    multiply the policy-gradient term per token.
+    ``advantages`` is [B] (broadcast over tokens) or [B, T]. ``token_weights`` (TIS weights
+    min(pi_old / pi_rollout, C)) multiply the policy-gradient term AND the k3 KL term per token: the
+    tokens were sampled by the rollout policy, and k3 = exp(ref - logp) - ... explodes on a token the
+    trained policy has since made unlikely; weighted, it estimates KL(pi || ref) under pi again.
     """
     n = _count(loss_mask, global_num_tokens)
     adv = expand_to_tokens(advantages, logprobs)
@@ -71,6 +73,8 @@ def grpo_policy_loss(
     metrics = {}
     if beta != 0.0:
         kl = _reference_kl(logprobs, ref_logprobs, beta)
+        if token_weights is not None:
+            kl = kl * token_weights
         per_token = per_token + beta * kl
         metrics["kl"] = float(masked_sum(kl.detach(), loss_mask)) / n
     loss = masked_sum(per_token, loss_mask) / n
