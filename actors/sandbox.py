@@ -30,7 +30,7 @@ import tempfile
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import ray
 from ray.exceptions import GetTimeoutError, RayError, RayTaskError
@@ -111,12 +111,16 @@ class _ActorSlot:
 class SandboxPool:
     """``num_actors`` sandbox actors behind one ``score(submissions) -> results`` call."""
 
-    def __init__(self, num_actors: int, num_cpus_per_actor: float = 0.5,
+    def __init__(self, num_actors: Union[int, str], num_cpus_per_actor: float = 0.5,
                  submission_timeout_s: float = 600.0, max_retries: int = 2,
                  backend: str = "local", url: Optional[str] = None, isolation: str = "auto",
                  allow_unisolated: bool = False, inflight_per_actor: int = 2, spread: bool = True,
                  remote_kwargs: Optional[dict] = None, progress: bool = False,
-                 slot_offset: int = 0):
+                 slot_offset: int = 0, reserve_cpus: float = 0.0):
+        if num_actors == "auto":  # one actor per CPU slot of the cluster, over all nodes
+            num_actors = actors_for_cluster(num_cpus_per_actor, reserve_cpus)
+        if not isinstance(num_actors, int) or isinstance(num_actors, bool):
+            raise ValueError(f"num_actors must be an int >= 1 or 'auto', got {num_actors!r}")
         if num_actors < 1:
             raise ValueError(f"num_actors must be >= 1, got {num_actors}")
         if backend not in BACKENDS:

@@ -5,7 +5,11 @@ Prediction rows (JSONL):
   pairwise  ``{"idx": ..., "pair": [i, j], "completions": [str, ...]}``  A means i, B means j
 Predictions join to lists on ``str(idx)``. Nothing is dropped silently: malformed rows, unknown
 idx, duplicates, invalid pairs and lists without predictions all land in ``problems``.
-Kendall tau uses the first sample of each pair; ListAcc uses the first sample of each list.
+ListAcc uses the first sample of each list: ``list_acc`` over the lists with a listwise
+prediction, ``list_acc_over_data`` over every list of the data (no prediction = wrong).
+Kendall tau uses every sample of every pair (``metrics.kendall_tau_b_over_samples``: the mean
+over sample rounds); ``pair_acc`` counts every sample as a game.
+``incomplete_lists`` names the lists a kind of prediction present in the file does not cover.
 """
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ from aletheia_ray.rewards import parse_verdict
 
 MAX_LISTED_PROBLEMS = 50  # per problem kind in METRICS.json; counts are always complete
 PROBLEM_KINDS = ("malformed_rows", "unknown_idx", "duplicate_predictions", "invalid_pairs",
-                 "lists_without_predictions", "lists_with_missing_pairs")
+                 "lists_without_predictions", "lists_with_missing_pairs", "lists_with_unequal_pair_samples")
 
 
 @dataclass
@@ -96,12 +100,12 @@ def load_predictions(path: str | Path) -> Predictions:
 
 @dataclass
 class _ListOutcome:
-    """Parsed verdicts of one list: listwise samples, pairwise first-sample outcomes."""
+    """Parsed verdicts of one list: listwise samples, pairwise games (a winner per sample)."""
 
     lst: VerifierList
     samples: list[Optional[str]] = field(default_factory=list)
-    pair_outcomes: list[tuple[int, int, Optional[int]]] = field(default_factory=list)
-    pair_samples: list[Optional[str]] = field(default_factory=list)  # all pairwise samples
+    pair_games: list[tuple[int, int, list[Optional[int]]]] = field(default_factory=list)  # (i, j, winners)
+    pair_samples: list[Optional[str]] = field(default_factory=list)  # all pairwise verdict letters
 
 
 def _pair_error(i: int, j: int, n: int, reversed_row: Optional[int]) -> str:
@@ -154,23 +158,46 @@ def _join(lists: Sequence[VerifierList], preds: Predictions, style: str, strict:
             continue
         letters = verdicts(pred.completions, 2)
         out.pair_samples.extend(letters)
-        first = letters[0]
-        out.pair_outcomes.append((i, j, None if first is None else (i if first == "A" else j)))
+        out.pair_games.append((i, j, [None if v is None else (i if v == "A" else j) for v in letters]))
     for idx, lst in by_idx.items():
         out = outcomes.get(idx)
         if out is None:
             problems["lists_without_predictions"].append(idx)
-        elif out.pair_outcomes and len(out.pair_outcomes) < len(lst.candidates) * (len(lst.candidates) - 1) // 2:
-            problems["lists_with_missing_pairs"].append({"idx": idx, "pairs": len(out.pair_outcomes)})
+            continue
+        if out.pair_games and len(out.pair_games) < _n_pairs(lst):
+            problems["lists_with_missing_pairs"].append({"idx": idx, "pairs": len(out.pair_games)})
+        counts = {len(w) for _, _, w in out.pair_games}
+        if len(counts) > 1:  # Kendall tau reads the first min(counts) samples of every pair
+            problems["lists_with_unequal_pair_samples"].append({"idx": idx, "min": min(counts), "max": max(counts)})
     return outcomes, problems, failures
 
 
-LISTWISE_KEYS = ("list_acc", "list_acc_mean_over_samples", "list_parse_rate", "samples_per_list", "sc_at_k",
-                 "sc_at_k_n_lists", "random_baseline_list_acc")
-PAIRWISE_KEYS = ("kendall_tau_b", "kendall_tau_undefined_lists", "n_pairs", "pair_parse_rate", "pair_acc")
+def _n_pairs(lst: VerifierList) -> int:
+    return len(lst.candidates) * (len(lst.candidates) - 1) // 2
 
 
-def _listwise_metrics(listwise: list[_ListOutcome]) -> dict[str, Any]:
+def _incomplete_lists(lists: Sequence[VerifierList], outcomes: dict[str, _ListOutcome]) -> list[str]:
+    """idx (data order) of lists not covered by every prediction kind the file has: no listwise
+    row while other lists have one, or not all pairs while other lists have pairwise rows."""
+    has_list = any(o.samples for o in outcomes.values())
+    has_pair = any(o.pair_games for o in outcomes.values())
+    missing = []
+    for lst in lists:
+        out = outcomes.get(str(lst.idx))
+        listwise_ok = out is not None and bool(out.samples)
+        pairs_ok = out is not None and len(out.pair_games) == _n_pairs(lst)
+        if not ((listwise_ok or not has_list) and (pairs_ok or not has_pair) and (listwise_ok or pairs_ok)):
+            missing.append(str(lst.idx))
+    return missing
+
+
+LISTWISE_KEYS = ("list_acc", "list_acc_over_data", "n_lists_missing_listwise", "list_acc_mean_over_samples",
+                 "list_parse_rate", "samples_per_list", "sc_at_k", "sc_at_k_n_lists", "random_baseline_list_acc")
+PAIRWISE_KEYS = ("kendall_tau_b", "kendall_tau_undefined_lists", "kendall_tau_undefined_rounds", "samples_per_pair",
+                 "n_pairs", "n_pairs_equal_pass_rates", "pair_parse_rate", "pair_acc")
+
+
+def _listwise_metrics(listwise: list[_ListOutcome], n_data: int) -> dict[str, Any]:
     answers = [o.lst.chosen_answer for o in listwise]
     max_k = max(len(o.samples) for o in listwise)
     sc, sc_n = {}, {}
@@ -179,8 +206,11 @@ def _listwise_metrics(listwise: list[_ListOutcome]) -> dict[str, Any]:
         sc[str(k)] = M.sc_at_k([o.samples for o in have], [o.lst.chosen_answer for o in have], k)
         sc_n[str(k)] = len(have)
     per_list_mean = [M.list_accuracy(o.samples, [o.lst.chosen_answer] * len(o.samples)) for o in listwise]
+    hits = sum(o.samples[0] == o.lst.chosen_answer for o in listwise)
     return {
         "list_acc": M.list_accuracy([o.samples[0] for o in listwise], answers),
+        "list_acc_over_data": hits / n_data,  # a data list without a listwise prediction is wrong
+        "n_lists_missing_listwise": n_data - len(listwise),
         "list_acc_mean_over_samples": M.safe_mean(per_list_mean),
         "list_parse_rate": M.parse_rate([v for o in listwise for v in o.samples]),
         "samples_per_list": max_k,
@@ -191,39 +221,50 @@ def _listwise_metrics(listwise: list[_ListOutcome]) -> dict[str, Any]:
 
 
 def _pairwise_metrics(pairwise: list[_ListOutcome], tau_undefined: str) -> dict[str, Any]:
-    taus = [M.kendall_tau_b(M.tournament_win_counts(len(o.lst.candidates), o.pair_outcomes), o.lst.pass_rates)
-            for o in pairwise]
-    mean_tau, n_undefined = M.mean_kendall_tau(taus, tau_undefined)
-    # pair_acc: share of games between different pass rates won by the higher one (unparsed = lost)
-    decided = [float(w is not None and o.lst.pass_rates[w] == max(o.lst.pass_rates[i], o.lst.pass_rates[j]))
-               for o in pairwise for i, j, w in o.pair_outcomes if o.lst.pass_rates[i] != o.lst.pass_rates[j]]
+    per_list = [M.kendall_tau_b_over_samples(len(o.lst.candidates), o.pair_games, o.lst.pass_rates, tau_undefined)
+                for o in pairwise]
+    # minus_one: a list tau is never nan (undefined rounds are -1); skip: nan when no round is defined
+    mean_tau, _ = M.mean_kendall_tau([tau for tau, _, _ in per_list], tau_undefined)
+    # pair_acc: share of games (every sample) between different pass rates won by the higher one
+    # (unparsed = lost); pairs with equal pass rates have no winner and are only counted
+    def pr(o: _ListOutcome, c: int) -> float:
+        return o.lst.pass_rates[c]
+
+    decided = [float(w is not None and pr(o, w) == max(pr(o, i), pr(o, j)))
+               for o in pairwise for i, j, ws in o.pair_games if pr(o, i) != pr(o, j) for w in ws]
     return {
         "kendall_tau_b": mean_tau,
-        "kendall_tau_undefined_lists": n_undefined,
-        "n_pairs": sum(len(o.pair_outcomes) for o in pairwise),
+        "kendall_tau_undefined_lists": sum(undef == rounds for _, rounds, undef in per_list),
+        "kendall_tau_undefined_rounds": sum(undef for _, _, undef in per_list),
+        "samples_per_pair": max(len(ws) for o in pairwise for _, _, ws in o.pair_games),
+        "n_pairs": sum(len(o.pair_games) for o in pairwise),
+        "n_pairs_equal_pass_rates": sum(pr(o, i) == pr(o, j) for o in pairwise for i, j, _ in o.pair_games),
         "pair_parse_rate": M.parse_rate([v for o in pairwise for v in o.pair_samples]),
         "pair_acc": M.safe_mean(decided) if decided else None,
     }
 
 
-def _block(outs: list[_ListOutcome], tau_undefined: str) -> dict[str, Any]:
-    """All metrics over one set of lists; keys of an absent prediction kind are null."""
+def _block(outs: list[_ListOutcome], tau_undefined: str, n_data: int) -> dict[str, Any]:
+    """All metrics over one set of lists (``n_data`` of them in the data); keys of an absent
+    prediction kind are null."""
     listwise = [o for o in outs if o.samples]
-    pairwise = [o for o in outs if o.pair_outcomes]
+    pairwise = [o for o in outs if o.pair_games]
     all_samples = [v for o in outs for v in o.samples + o.pair_samples]
-    block: dict[str, Any] = {"n_lists": len(outs), "n_lists_listwise": len(listwise),
+    block: dict[str, Any] = {"n_lists": len(outs), "n_lists_in_data": n_data, "n_lists_listwise": len(listwise),
                              "n_lists_pairwise": len(pairwise),
                              "parse_rate": M.parse_rate(all_samples) if all_samples else None}
-    block.update(_listwise_metrics(listwise) if listwise else dict.fromkeys(LISTWISE_KEYS))
+    block.update(_listwise_metrics(listwise, n_data) if listwise else dict.fromkeys(LISTWISE_KEYS))
     block.update(_pairwise_metrics(pairwise, tau_undefined) if pairwise else dict.fromkeys(PAIRWISE_KEYS))
     return block
 
 
-def _grouped(outs: Iterable[_ListOutcome], key, tau_undefined: str) -> dict[str, Any]:
+def _grouped(outs: Iterable[_ListOutcome], lists: Sequence[VerifierList], key, tau_undefined: str) -> dict[str, Any]:
+    """One block per group that has predictions (``n_lists_in_data``: the group's lists in the data)."""
     groups: dict[str, list[_ListOutcome]] = defaultdict(list)
     for o in outs:
         groups[str(key(o.lst))].append(o)
-    return {name: _block(groups[name], tau_undefined) for name in sorted(groups)}
+    in_data = Counter(str(key(lst)) for lst in lists)
+    return {name: _block(groups[name], tau_undefined, in_data[name]) for name in sorted(groups)}
 
 
 def score_predictions(lists: Sequence[VerifierList], preds: Predictions, *, style: str = "think",
@@ -235,13 +276,14 @@ def score_predictions(lists: Sequence[VerifierList], preds: Predictions, *, styl
     outs = list(outcomes.values())
     if not outs:
         raise ValueError(f"no prediction matched a list idx ({len(problems['unknown_idx'])} unknown idx rows)")
-    result = _block(outs, tau_undefined)
+    result = _block(outs, tau_undefined, len(lists))
+    incomplete = _incomplete_lists(lists, outcomes)
     result.update({
-        "n_lists_in_data": len(lists),
         "style": style, "strict": strict, "tau_undefined": tau_undefined,
         "parse_failures": dict(failures.most_common()),
-        "by_language": _grouped(outs, lambda lst: lst.language, tau_undefined),
-        "by_num_candidates": _grouped(outs, lambda lst: len(lst.candidates), tau_undefined),
+        "incomplete_lists": {"count": len(incomplete), "items": incomplete[:MAX_LISTED_PROBLEMS]},
+        "by_language": _grouped(outs, lists, lambda lst: lst.language, tau_undefined),
+        "by_num_candidates": _grouped(outs, lists, lambda lst: len(lst.candidates), tau_undefined),
         "problems": {kind: {"count": len(items), "items": items[:MAX_LISTED_PROBLEMS]}
                      for kind, items in problems.items()},
     })

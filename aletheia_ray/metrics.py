@@ -101,6 +101,29 @@ def mean_kendall_tau(taus: Sequence[float], undefined: str = "minus_one") -> tup
     return (float(np.mean(kept)) if kept else None), n_undefined
 
 
+def kendall_tau_b_over_samples(num_candidates: int, pair_samples: Sequence[tuple[int, int, Sequence[Optional[int]]]],
+                               pass_rates: Sequence[float], undefined: str = "minus_one") -> tuple[float, int, int]:
+    """Kendall tau-b of one list from K samples per pair: the mean over K sample rounds.
+
+    ``pair_samples`` holds ``(i, j, winners)`` with one winner (``i``, ``j`` or ``None`` when
+    unparseable) per sample. Round ``r`` is the tournament of every pair's ``r``-th sample; its
+    tau is ``kendall_tau_b`` (scipy). The list's tau is the mean over rounds, an undefined round
+    scoring -1 or being skipped (``undefined``, as ``mean_kendall_tau``), so K = 1 is the usual
+    single-generation tau and K > 1 averages K independent tournaments. Rounds = the fewest
+    samples any pair has (extra samples of other pairs are not used). Returns (tau, nan when
+    every round was skipped; number of rounds; number of undefined rounds).
+    """
+    if not pair_samples:
+        raise ValueError("no pairs to build a tournament from")
+    rounds = min(len(w) for _, _, w in pair_samples)
+    if rounds == 0:
+        raise ValueError("a pair has no samples")
+    taus = [kendall_tau_b(tournament_win_counts(num_candidates, [(i, j, w[r]) for i, j, w in pair_samples]),
+                          pass_rates) for r in range(rounds)]
+    mean, n_undefined = mean_kendall_tau(taus, undefined)
+    return (float("nan") if mean is None else mean), rounds, n_undefined
+
+
 def random_baseline_list_acc(lists: Iterable[Union[VerifierList, int]]) -> float:
     """Expected ListAcc of a uniform random letter: mean of 1/n (lists or candidate counts)."""
     sizes = [x if isinstance(x, int) else len(x.candidates) for x in lists]

@@ -18,6 +18,16 @@ Format violations (``ok=False``, ``reason`` says which):
   * scores: not a bracketed list of integers, wrong length, or a score outside 0-10;
   * ``strict=True`` (the authors' training regex): the answer part must be exactly the box
     (think) or end with it (instruct); no other text.
+
+Rewards = format term + content term (``RewardResult.format_reward`` / ``content_reward``).
+The format term is the penalty exactly when the parser (with the given ``strict``) says
+unparseable, so ``parsed_ok``, the parse rate and the penalty never disagree.
+  * ListEM / PairEM (the paper's 3-level reward): +1 / 0 when parseable, -1 otherwise.
+  * ListSc / PairSc (as the authors' code): the content term is computed from the scores
+    whenever they can be *read*: by this parser (also when only the 0-10 range is violated),
+    or, under ``strict``, by the lenient parser (e.g. text after the box). Only when no
+    scores of the right length can be read does the content term take its minimum
+    (ListSc -1, PairSc -2), giving the minimum total (ListSc -2, PairSc -3).
 """
 from __future__ import annotations
 
@@ -185,11 +195,33 @@ def list_em(completion: str, lst: VerifierList, *, style: str, pair=None, strict
     return RewardResult(hit, True, letter=parsed.letter, content_reward=hit)
 
 
+def equal_pass_rate_pairs(lst: VerifierList) -> list[tuple[int, int]]:
+    """Candidate pairs (i < j) of a list with equal pass rates: PairEM has no right answer there."""
+    n = len(lst.candidates)
+    return [(i, j) for i in range(n) for j in range(i + 1, n) if lst.pass_rates[i] == lst.pass_rates[j]]
+
+
+def validate_pair_em_lists(lists: Sequence[VerifierList], *, max_named: int = 5) -> None:
+    """Check lists before PairEM training/scoring: a ValueError naming the lists (idx, pair, pass
+    rate; first ``max_named`` + the count) that hold a pair with equal pass rates. The testbed
+    guarantees distinct pass rates, so such a list is bad data, never a silent reward."""
+    bad = [(lst.idx, p, lst.pass_rates[p[0]]) for lst in lists for p in equal_pass_rate_pairs(lst)]
+    if bad:
+        named = "; ".join(f"list {idx} pair {p} (both {rate})" for idx, p, rate in bad[:max_named])
+        more = f"; ... {len(bad)} pairs in all" if len(bad) > max_named else ""
+        raise ValueError(f"PairEM needs distinct pass rates within each pair: {named}{more}")
+
+
 def pair_em(completion: str, lst: VerifierList, *, style: str, pair=None, strict: bool = False) -> RewardResult:
-    """PairEM: candidates i (shown as A) and j (B); +1 for the higher pass rate, 0 lower, -1 format."""
+    """PairEM: candidates i (shown as A) and j (B); +1 for the higher pass rate, 0 lower, -1 format.
+
+    A pair with equal pass rates has no right answer: ValueError naming the list and the pair
+    (``validate_pair_em_lists`` finds every such pair up front).
+    """
     i, j = _check_pair(lst, pair, needs_pair=True)
     if lst.pass_rates[i] == lst.pass_rates[j]:
-        raise ValueError(f"list {lst.idx}: pair {(i, j)} has equal pass rates; PairEM has no answer")
+        raise ValueError(f"list {lst.idx}: pair {(i, j)} has equal pass rates ({lst.pass_rates[i]}); "
+                         f"PairEM has no right answer (see validate_pair_em_lists)")
     parsed = parse_verdict(completion, 2, style, strict=strict)
     if not parsed.ok:
         return RewardResult(-1.0, False, reason=parsed.reason, format_reward=-1.0)
@@ -198,21 +230,37 @@ def pair_em(completion: str, lst: VerifierList, *, style: str, pair=None, strict
     return RewardResult(hit, True, letter=parsed.letter, content_reward=hit)
 
 
+def _readable_scores(parsed: ParsedScores, completion: str, n: int, style: str, strict: bool) -> Optional[list[int]]:
+    """The scores the content term reads: the parser's own (kept also when only out of range),
+    else, under ``strict``, what the lenient parser recovers; None when nothing is readable."""
+    if parsed.scores is not None:
+        return parsed.scores
+    return parse_scores(completion, n, style, strict=False).scores if strict else None
+
+
 def list_sc(completion: str, lst: VerifierList, *, style: str, pair=None, strict: bool = False) -> RewardResult:
-    """ListSc = format (0 ok / -1) + content: +2 unique top score 10 on the correct candidate,
-    +1 unique top score (<10) on it, -1 otherwise (wrong, tied top, or unparseable)."""
+    """ListSc = format + content (the authors' GRM reward).
+
+    format: 0 well-formed, -1 otherwise. content, from the readable scores (module docstring):
+    +2 unique top score 10 on the correct candidate, +1 unique top below 10 on it, -1 otherwise
+    (wrong or tied top). No readable scores: content -1, total -2. E.g. strict, correct
+    ``\\boxed{[3, 10, 5]} because...``: -1 + 2 = +1.
+    """
     _check_pair(lst, pair, needs_pair=False)
-    parsed = parse_scores(completion, len(lst.candidates), style, strict=strict)
-    if not parsed.ok:
-        return RewardResult(-2.0, False, scores=parsed.scores, reason=parsed.reason,
-                            format_reward=-1.0, content_reward=-1.0)
-    top = max(parsed.scores)
-    unique_top = parsed.scores.count(top) == 1
+    n = len(lst.candidates)
+    parsed = parse_scores(completion, n, style, strict=strict)
+    fmt = 0.0 if parsed.ok else -1.0
+    scores = _readable_scores(parsed, completion, n, style, strict)
+    if scores is None:
+        return RewardResult(-2.0, False, reason=parsed.reason, format_reward=-1.0, content_reward=-1.0)
+    top = max(scores)
+    unique_top = scores.count(top) == 1
     content = -1.0
-    if unique_top and parsed.scores.index(top) == lst.chosen_position:
+    if unique_top and scores.index(top) == lst.chosen_position:
         content = 2.0 if top == MAX_SCORE else 1.0
-    letter = LETTERS[parsed.scores.index(top)] if unique_top else None
-    return RewardResult(content, True, letter=letter, scores=parsed.scores, content_reward=content)
+    letter = LETTERS[scores.index(top)] if unique_top else None
+    return RewardResult(fmt + content, parsed.ok, letter=letter, scores=scores, reason=parsed.reason,
+                        format_reward=fmt, content_reward=content)
 
 
 def _sign(x: float) -> int:
@@ -220,20 +268,22 @@ def _sign(x: float) -> int:
 
 
 def pair_sc(completion: str, lst: VerifierList, *, style: str, pair=None, strict: bool = False) -> RewardResult:
-    """PairSc (JudgeLRM-style) = format + content for scores [a, b] of candidates (i, j).
+    """PairSc (JudgeLRM-style, as the authors' code) = format + content for scores [a, b] of (i, j).
 
-    format: +1 well-formed, -0.5 two integer scores but one outside 0-10, -1 otherwise.
-    content (vs. targets round(10 * pass rate)): relative +2 if sign(a-b) matches the target's,
-    else -1.5; absolute +1 if both scores equal the targets, +0.6 if relative is right and the
-    L1 error is <= 2; confidence +0.2 if relative is right and |a-b| >= target gap; -2 without
-    two scores.
+    format: +1 well-formed, -0.5 two integer scores but one outside 0-10 (and otherwise
+    well-formed), -1 otherwise. content, from the readable scores (module docstring), vs.
+    targets round(10 * pass rate): relative +2 if sign(a-b) matches the target's, else -1.5;
+    absolute +1 if both scores equal the targets, +0.6 if relative is right and the L1 error is
+    <= 2; confidence +0.2 if relative is right and |a-b| >= target gap. No two readable scores:
+    content -2, total -3. E.g. strict, targets (10, 4), ``\\boxed{[10, 4]}.``: -1 + 3.2 = 2.2.
     """
     i, j = _check_pair(lst, pair, needs_pair=True)
     parsed = parse_scores(completion, 2, style, strict=strict)
-    if parsed.scores is None:
+    scores = _readable_scores(parsed, completion, 2, style, strict)
+    if scores is None:
         return RewardResult(-3.0, False, reason=parsed.reason, format_reward=-1.0, content_reward=-2.0)
-    fmt = 1.0 if parsed.ok else -0.5
-    a, b = parsed.scores
+    fmt = 1.0 if parsed.ok else (-0.5 if parsed.scores is not None else -1.0)
+    a, b = scores
     ta, tb = round(lst.pass_rates[i] * MAX_SCORE), round(lst.pass_rates[j] * MAX_SCORE)
     rel_ok = _sign(a - b) == _sign(ta - tb)
     err = abs(a - ta) + abs(b - tb)
@@ -242,13 +292,15 @@ def pair_sc(completion: str, lst: VerifierList, *, style: str, pair=None, strict
     content += 0.2 if rel_ok and abs(a - b) >= abs(ta - tb) else 0.0
     content = round(content, 2)
     letter = None if a == b else ("A" if a > b else "B")
-    return RewardResult(round(fmt + content, 2), parsed.ok, letter=letter, scores=parsed.scores,
+    return RewardResult(round(fmt + content, 2), parsed.ok, letter=letter, scores=scores,
                         reason=parsed.reason, format_reward=fmt, content_reward=content)
 
 
 RewardFn = Callable[..., RewardResult]
 REWARD_FNS: dict[str, RewardFn] = {"list_em": list_em, "pair_em": pair_em, "list_sc": list_sc, "pair_sc": pair_sc}
 PAIRWISE_REWARDS = frozenset({"pair_em", "pair_sc"})
+# the format term of a parseable completion (anything else is the format penalty)
+FORMAT_OK_REWARD: dict[str, float] = {"list_em": 0.0, "pair_em": 0.0, "list_sc": 0.0, "pair_sc": 1.0}
 
 
 def get_reward_fn(name: str) -> RewardFn:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Union
 
 from pydantic import Field, field_validator, model_validator
 
@@ -51,8 +51,8 @@ class SyntheticDataConfig(StrictModel):
 
 
 class DataConfig(StrictModel):
-    kind: Literal["lists", "synthetic"] = "lists"
-    train_path: Optional[str] = None  # JSONL/parquet of verifier lists (kind: lists)
+    kind: Literal["lists", "synthetic", "codegen"] = "lists"  # codegen: needs reward.kind pass_rate
+    train_path: Optional[str] = None  # JSONL/parquet of verifier lists (lists) | JSONL(.gz) of problems (codegen)
     prompt_style: Literal["think", "instruct"] = "think"
     shuffle: bool = True  # a fresh permutation per epoch, seeded by (seed, epoch)
     # kind: lists. Keep only lists with these candidate counts / prompts of at most this many tokens
@@ -61,6 +61,7 @@ class DataConfig(StrictModel):
     num_candidates: Optional[list[int]] = None
     max_prompt_tokens: Optional[int] = Field(None, gt=0)
     synthetic: SyntheticDataConfig = SyntheticDataConfig()
+    max_call_inputs: int = Field(60, gt=0)  # kind: codegen: call tests per HumanEval+ problem (base, then plus)
 
     @field_validator("train_path")
     @classmethod
@@ -69,8 +70,8 @@ class DataConfig(StrictModel):
 
     @model_validator(mode="after")
     def _needs_path(self):
-        if self.kind == "lists" and not self.train_path:
-            raise ValueError("data.train_path is required when data.kind is 'lists'")
+        if self.kind in ("lists", "codegen") and not self.train_path:
+            raise ValueError(f"data.train_path is required when data.kind is {self.kind!r}")
         return self
 
 
@@ -123,17 +124,34 @@ class OverlongConfig(StrictModel):
 
 
 class SandboxRewardConfig(StrictModel):
-    num_actors: int = Field(2, gt=0)
+    num_actors: Union[int, Literal["auto"]] = 2  # auto: one per CPU slot of the cluster
     num_cpus_per_actor: float = Field(0.5, gt=0)
+    reserve_cpus: float = Field(0.0, ge=0)  # with auto: CPUs left for the other actors
+    max_retries: int = Field(2, ge=0)  # InfraError / timeout / dead actor re-dispatches
+    slot_offset: int = Field(0, ge=0)  # first sandbox slot (uid/cgroup) of the pool's actors
+
+    @field_validator("num_actors")
+    @classmethod
+    def _positive_or_auto(cls, value: Any) -> Any:
+        if value != "auto" and value < 1:
+            raise ValueError(f"must be >= 1 or 'auto', got {value}")
+        return value
     backend: Literal["local", "sandboxfusion"] = "local"
     url: Optional[str] = None
     isolation: str = "auto"
     submission_timeout_s: float = Field(600.0, gt=0)
 
 
+# Reward fns the trainer can train with: it builds listwise letter prompts (prompts mode "list",
+# train_batches.verifier_prompt_ids) and letter cold-start targets, which only ListEM scores.
+# ListSc needs score prompts (mode "list_score"), PairEM/PairSc one prompt per candidate pair:
+# aletheia_ray.rewards has them for scoring, the trainer does not build those prompts.
+TRAINABLE_REWARD_FNS = ("list_em",)
+
+
 class RewardConfig(StrictModel):
     kind: Literal["verdict", "pass_rate"] = "verdict"  # verifier lists | generated code in a sandbox
-    fn: str = "list_em"  # a name in aletheia_ray.rewards.REWARD_FNS (verdict rewards)
+    fn: str = "list_em"  # verdict reward; one of TRAINABLE_REWARD_FNS (see above)
     strict: bool = False  # the authors' strict training regex
     num_actors: int = Field(1, gt=0)
     num_cpus_per_actor: float = Field(0.1, gt=0)
@@ -145,6 +163,10 @@ class RewardConfig(StrictModel):
     def _known_fn(cls, name: str) -> str:
         if name not in REWARD_FNS:
             raise ValueError(f"unknown reward fn {name!r}; known: {sorted(REWARD_FNS)}")
+        if name not in TRAINABLE_REWARD_FNS:
+            raise ValueError(f"reward fn {name!r} cannot be trained: the trainer builds listwise letter prompts "
+                             f"(\\boxed{{X}}), which only {list(TRAINABLE_REWARD_FNS)} scores; {name} needs "
+                             f"{'pairwise' if name.startswith('pair') else 'score'} prompts")
         return name
 
 
@@ -175,7 +197,9 @@ class ColdStartConfig(StrictModel):
     prompts_per_step: int = Field(32, gt=0)
     # "correct": the right verdict; "random_letter": a uniformly random letter in the right
     # format (teaches the format only, so RL starts near chance: the learning test uses it).
-    targets: Literal["correct", "random_letter"] = "correct"
+    # data.kind codegen: "correct" = the row's reference solution, "stub" = a runnable program with the
+    # task's interface that solves nothing (format only: a ```python block), in a ```python block.
+    targets: Literal["correct", "random_letter", "stub"] = "correct"
     reasoning: str = "I compared the candidates."  # think style: text before </think>
 
 
@@ -236,8 +260,6 @@ class TrainConfig(StrictModel):
         if self.rollout.max_new_tokens >= self.model.max_model_len:
             raise ValueError(f"rollout.max_new_tokens ({self.rollout.max_new_tokens}) must be below "
                              f"model.max_model_len ({self.model.max_model_len})")
-        if self.reward.kind == "pass_rate" and self.cold_start.enabled:
-            raise ValueError("cold_start (verdict SFT) needs reward.kind 'verdict'")
         a = self.algorithm
         policy = make_sync_policy(a.sync_mode, a.updates_per_generation, a.tis_cap)  # errors name the key
         if a.prompts_per_step < policy.updates_per_generation:

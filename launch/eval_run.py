@@ -28,7 +28,7 @@ from aletheia_ray.metrics import TAU_UNDEFINED_MODES
 from aletheia_ray.prompts import THINK_OPEN
 from aletheia_ray.rewards import STYLES
 
-DEFAULT_K = {"list": 8, "pair": 1}  # pair mode: Kendall tau reads the first sample of each pair
+DEFAULT_K = {"list": 8, "pair": 1}  # pair mode: Kendall tau averages over the k samples of each pair
 
 
 def register(subparsers) -> None:

@@ -1,4 +1,9 @@
-"""``aletheia-eval score``: score verifier predictions against lists, write METRICS.json."""
+"""``aletheia-eval score``: score verifier predictions against lists, write METRICS.json.
+
+Exit codes: 0 scored; 2 bad input (a file missing or malformed); 1 with ``--require-complete``
+when some list lacks predictions (METRICS.json is still written; the message names the first
+few idx and the count).
+"""
 from __future__ import annotations
 
 import argparse
@@ -27,7 +32,13 @@ def register(subparsers) -> None:
                    help="authors' training format: nothing but the box after </think> (or at the end)")
     p.add_argument("--tau-undefined", choices=TAU_UNDEFINED_MODES, default="minus_one",
                    help="a list whose Kendall tau is undefined scores -1 (default, as the authors) or is skipped")
+    p.add_argument("--require-complete", action="store_true",
+                   help="exit 1 (after writing METRICS.json) naming the lists a prediction kind in the file "
+                        "does not cover: no listwise row, or not all pairs")
     p.set_defaults(func=run_score)
+
+
+NAMED_MISSING = 5  # idx values named in the --require-complete error
 
 
 def _fmt(value: Any) -> str:
@@ -42,8 +53,9 @@ def _summary_tables(m: dict[str, Any]) -> list[Table]:
     overall = Table(title="aletheia-eval score")
     overall.add_column("metric")
     overall.add_column("value", justify="right")
-    for key in ("n_lists", "n_lists_in_data", "list_acc", "list_acc_mean_over_samples", "random_baseline_list_acc",
-                "parse_rate", "kendall_tau_b", "kendall_tau_undefined_lists", "pair_acc", "n_pairs"):
+    for key in ("n_lists", "n_lists_in_data", "list_acc", "list_acc_over_data", "n_lists_missing_listwise",
+                "list_acc_mean_over_samples", "random_baseline_list_acc", "parse_rate", "kendall_tau_b",
+                "kendall_tau_undefined_lists", "samples_per_pair", "pair_acc", "n_pairs"):
         if m.get(key) is not None:
             overall.add_row(key, _fmt(m[key]))
     for k, v in (m["sc_at_k"] or {}).items():
@@ -51,13 +63,15 @@ def _summary_tables(m: dict[str, Any]) -> list[Table]:
     for kind, info in m["problems"].items():
         if info["count"]:
             overall.add_row(f"problems/{kind}", f"[red]{info['count']}[/red]")
+    if m["incomplete_lists"]["count"]:
+        overall.add_row("incomplete_lists", f"[red]{m['incomplete_lists']['count']}[/red]")
     groups = Table(title="breakdown")
-    for col in ("group", "n_lists", "list_acc", "random", "parse_rate", "kendall_tau_b"):
+    for col in ("group", "n_lists", "list_acc", "over_data", "random", "parse_rate", "kendall_tau_b"):
         groups.add_column(col, justify="left" if col == "group" else "right")
     for section, label in (("by_language", "lang"), ("by_num_candidates", "n")):
         for name, b in m[section].items():
             groups.add_row(f"{label}={name}", _fmt(b["n_lists"]), _fmt(b.get("list_acc")),
-                           _fmt(b.get("random_baseline_list_acc")), _fmt(b["parse_rate"]), _fmt(b.get("kendall_tau_b")))
+                           _fmt(b.get("list_acc_over_data")), _fmt(b.get("random_baseline_list_acc")), _fmt(b["parse_rate"]), _fmt(b.get("kendall_tau_b")))
     return [overall, groups]
 
 
@@ -74,4 +88,12 @@ def run_score(args: argparse.Namespace) -> int:
     for table in _summary_tables(metrics):
         console.print(table)
     console.print(f"wrote {args.out}")
+    missing = metrics["incomplete_lists"]
+    if args.require_complete and missing["count"]:
+        named = ", ".join(missing["items"][:NAMED_MISSING])
+        more = ", ..." if missing["count"] > NAMED_MISSING else ""
+        print(f"aletheia-eval score: error: --require-complete: {missing['count']} of {metrics['n_lists_in_data']} "
+              f"lists in {args.data} lack predictions (no listwise row or not all pairs): {named}{more}",
+              file=sys.stderr)
+        return 1
     return 0

@@ -52,7 +52,7 @@ def read_jobs(path: str) -> Iterator[Submission | SubmissionResult]:
                 if isinstance(row, dict) and isinstance(row.get("id"), (str, int)):
                     row_id = str(row["id"])
                 yield submission_from_row(row)
-            except ValueError as exc:  # JSONDecodeError is a ValueError too
+            except (ValueError, TypeError) as exc:  # JSONDecodeError is a ValueError too
                 yield SubmissionResult(row_id, Status.INFRA, None, isolation="",
                                        detail=f"{path}:{lineno}: malformed row: {exc}")
 

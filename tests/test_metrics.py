@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from aletheia_ray.metrics import (binomial_std_list_acc, kendall_tau_b, list_accuracy, majority_vote, mean_kendall_tau,
+from aletheia_ray.metrics import (binomial_std_list_acc, kendall_tau_b, kendall_tau_b_over_samples, list_accuracy, majority_vote, mean_kendall_tau,
                                   parse_rate, random_baseline_list_acc, sc_at_k, sc_k_values, tournament_win_counts)
 
 
@@ -64,6 +64,29 @@ def test_undefined_tau_minus_one_or_skip():
     assert mean_kendall_tau([float("nan")], "skip") == (None, 1)
     with pytest.raises(ValueError, match="undefined must be one of"):
         mean_kendall_tau(taus, "zero")
+
+
+def test_tau_uses_every_sample_of_every_pair():
+    pass_rates = [1.0, 0.5, 0.0]
+    # rounds: 0 = perfect (tau 1), 1 = reversed (tau -1), 2 = nothing parsed (undefined);
+    # pair (0, 1) has a 4th sample, unused: rounds = the fewest samples of any pair (3)
+    games = [(0, 1, [0, 1, None, 1]), (0, 2, [0, 2, None]), (1, 2, [1, 2, None])]
+    tau, rounds, undefined = kendall_tau_b_over_samples(3, games, pass_rates, "minus_one")
+    assert (tau, rounds, undefined) == (pytest.approx((1 - 1 - 1) / 3), 3, 1)
+    assert kendall_tau_b_over_samples(3, games, pass_rates, "skip") == (pytest.approx(0.0), 3, 1)
+    # one sample per pair: the plain single-tournament tau
+    first = [(i, j, w[:1]) for i, j, w in games]
+    assert kendall_tau_b_over_samples(3, first, pass_rates)[:2] == (pytest.approx(1.0), 1)
+    # round 1 with the (0, 2) game unparsed: wins [0, 1, 1] vs [1, .5, 0]: 0 concordant, 2 discordant,
+    # 1 tied in wins -> tau-b = -2 / sqrt(2 * 3)
+    mixed = [(0, 1, [0, 1]), (0, 2, [0, None]), (1, 2, [1, 2])]
+    expected = (1.0 + kendall_tau_b([0, 1, 1], pass_rates)) / 2
+    assert kendall_tau_b([0, 1, 1], pass_rates) == pytest.approx(-2 / math.sqrt(6))
+    assert kendall_tau_b_over_samples(3, mixed, pass_rates)[0] == pytest.approx(expected)
+    only_undefined = [(0, 1, [None]), (0, 2, [None]), (1, 2, [None])]
+    assert math.isnan(kendall_tau_b_over_samples(3, only_undefined, pass_rates, "skip")[0])
+    with pytest.raises(ValueError, match="no pairs"):
+        kendall_tau_b_over_samples(3, [], pass_rates)
 
 
 def test_random_baseline_equal_shares_is_32_08_percent():

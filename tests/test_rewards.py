@@ -2,8 +2,8 @@
 import pytest
 
 from aletheia_ray.data.records import VerifierList
-from aletheia_ray.rewards import (REWARD_FNS, ParsedVerdict, get_reward_fn, list_em, list_sc, overlong_penalty, pair_em, pair_sc,
-                                  parse_scores, parse_verdict)
+from aletheia_ray.rewards import (REWARD_FNS, ParsedVerdict, equal_pass_rate_pairs, get_reward_fn, list_em, list_sc,
+                                  overlong_penalty, pair_em, pair_sc, parse_scores, parse_verdict, validate_pair_em_lists)
 
 
 def make_list(pass_rates, idx="t0"):
@@ -91,7 +91,7 @@ def test_pair_em_maps_a_to_i_and_b_to_j():
     assert pair_em("</think>\\boxed{C}", THREE, style="think", pair=(0, 1)).reward == -1.0  # only A/B exist
     with pytest.raises(ValueError, match="list t0: invalid pair"):
         pair_em("</think>\\boxed{A}", THREE, style="think", pair=(1, 1))
-    with pytest.raises(ValueError, match="equal pass rates"):
+    with pytest.raises(ValueError, match=r"list t0: pair \(0, 2\) has equal pass rates \(0.3\)"):
         pair_em("</think>\\boxed{A}", make_list([0.3, 1.0, 0.3]), style="think", pair=(0, 2))
     with pytest.raises(ValueError, match="needs pair"):
         pair_em("</think>\\boxed{A}", THREE, style="think")
@@ -103,8 +103,11 @@ def test_list_sc_values():
     assert r("[3, 9, 5]") == 1.0   # unique top, below 10
     assert r("[9, 9, 5]") == -1.0  # tied top
     assert r("[10, 3, 5]") == -1.0  # wrong
-    assert r("[3, 10]") == -2.0     # format violation: format -1 + content -1
-    assert r("[3, 12, 5]") == -2.0  # score outside 0-10
+    assert r("[3, 10]") == -2.0     # nothing readable (3 candidates): format -1 + content -1
+    out_of_range = list_sc("<think>x</think>\\boxed{[3, 12, 5]}", THREE, style="think")
+    # readable but outside 0-10: format -1 + content +1 (unique top 12 on B, not 10)
+    assert (out_of_range.reward, out_of_range.format_reward, out_of_range.content_reward) == (0.0, -1.0, 1.0)
+    assert not out_of_range.parsed_ok and out_of_range.scores == [3, 12, 5]
     assert list_sc("<think>x</think>\\boxed{[3, 9, 5]}", THREE, style="think").letter == "B"
 
 
@@ -121,6 +124,56 @@ def test_pair_sc_judgelrm_values():
     assert r("[10]").reward == -3.0
     # reversed pair: targets (4, 10)
     assert pair_sc("</think>\\boxed{[4, 10]}", lst, style="think", pair=(1, 0)).reward == 4.2
+
+
+def test_list_sc_strict_format_failure_keeps_the_content_term():
+    """The authors' code adds format and content: text after the box under strict costs the
+    format term only (-1), the content is still read from the box."""
+    text = "<think>x</think>\\boxed{[3, 10, 5]} because B passes"
+    assert list_sc(text, THREE, style="think").reward == 2.0  # lenient: well-formed, 0 + 2
+    strict = list_sc(text, THREE, style="think", strict=True)
+    assert (strict.reward, strict.format_reward, strict.content_reward) == (1.0, -1.0, 2.0)  # -1 + 2
+    assert (strict.parsed_ok, strict.letter, strict.scores) == (False, "B", [3, 10, 5])
+    assert strict.reason == "text around the boxed answer (strict format)"
+    wrong = list_sc("<think>x</think>\\boxed{[10, 3, 5]}.", THREE, style="think", strict=True)
+    assert wrong.reward == -2.0 and wrong.scores == [10, 3, 5]  # -1 + -1: readable but wrong
+    # nothing readable: the minimum, with or without strict
+    for text in ("<think>x</think>no box", "<think>x</think>\\boxed{[3, 10]} then", "\\boxed{[3, 10, 5]}"):
+        out = list_sc(text, THREE, style="think", strict=True)
+        assert (out.reward, out.format_reward, out.content_reward, out.scores) == (-2.0, -1.0, -1.0, None), text
+
+
+def test_pair_sc_strict_format_failure_keeps_the_content_term():
+    lst = make_list([1.0, 0.4])  # targets (10, 4)
+    text = "<think>x</think>\\boxed{[10, 4]} since A passes all tests"
+    assert pair_sc(text, lst, style="think", pair=(0, 1)).reward == 4.2  # 1 + 2 + 1 + 0.2
+    strict = pair_sc(text, lst, style="think", pair=(0, 1), strict=True)
+    assert (strict.reward, strict.format_reward, strict.content_reward) == (2.2, -1.0, 3.2)  # -1 + 3.2
+    assert (strict.parsed_ok, strict.letter, strict.scores) == (False, "A", [10, 4])
+    # strict + out of range + text after: the regex fails (-1), content 2 + 0.6 + 0.2 from [12, 4]
+    both = pair_sc("<think>x</think>\\boxed{[12, 4]} ok", lst, style="think", pair=(0, 1), strict=True)
+    assert (both.reward, both.format_reward, both.content_reward) == (1.8, -1.0, 2.8)
+    # strict, box alone but out of range: -0.5 as the authors' judgelrm_format_reward
+    alone = pair_sc("<think>x</think>\\boxed{[12, 4]}", lst, style="think", pair=(0, 1), strict=True)
+    assert (alone.reward, alone.format_reward) == (2.3, -0.5)
+    # wrong order under strict: -1 + (-1.5 + 0 + 0)
+    assert pair_sc("<think>x</think>\\boxed{[4, 10]}!", lst, style="think", pair=(0, 1), strict=True).reward == -2.5
+    for text in ("<think>x</think>\\boxed{[10]} x", "<think>x</think>\\boxed{B}", "no think \\boxed{[10, 4]}"):
+        out = pair_sc(text, lst, style="think", pair=(0, 1), strict=True)
+        assert (out.reward, out.format_reward, out.content_reward, out.scores) == (-3.0, -1.0, -2.0, None), text
+
+
+def test_pair_em_equal_pass_rates_are_named_up_front():
+    tied = make_list([0.3, 1.0, 0.3, 0.0, 0.0], idx="tied")
+    assert equal_pass_rate_pairs(tied) == [(0, 2), (3, 4)] and equal_pass_rate_pairs(THREE) == []
+    validate_pair_em_lists([THREE])  # distinct pass rates: fine
+    with pytest.raises(ValueError) as err:
+        validate_pair_em_lists([THREE, tied])
+    assert str(err.value) == ("PairEM needs distinct pass rates within each pair: "
+                              "list tied pair (0, 2) (both 0.3); list tied pair (3, 4) (both 0.0)")
+    many = [make_list([1.0, 0.0, 0.0], idx=f"m{k}") for k in range(7)]
+    with pytest.raises(ValueError, match=r"list m0 pair \(1, 2\).*list m4 pair.*\.\.\. 7 pairs in all$"):
+        validate_pair_em_lists(many)
 
 
 def test_overlong_penalty_ramp():

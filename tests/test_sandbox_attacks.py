@@ -159,6 +159,29 @@ for target in ("/usr/pwned", {str(outside)!r}, "/prog/pwned"):
     assert not os.path.exists("/usr/pwned") and not outside.exists()
 
 
+def test_root_and_dev_are_read_only_and_scratch_dirs_do_not_persist_between_tests(ex):
+    code = """
+import os
+for d in ("/", "/dev", "/dev/shm", "/tmp", "/sandbox"):
+    mark = os.path.join(d, "aletheia-mark")
+    if os.path.exists(mark):
+        print("left over from the previous test:", mark)
+    try:
+        open(mark, "w").write("x")
+        print("wrote", d)
+    except OSError as exc:
+        print("denied", d, type(exc).__name__)
+"""
+    expected = ("denied / OSError\ndenied /dev OSError\nwrote /dev/shm\nwrote /tmp\n"
+                "wrote /sandbox\n")
+    sub = Submission(id="persist", language="python", code=code, checker="exact",
+                     tests=[StdioTest("", expected), StdioTest("", expected)])
+    res = ex.run(sub)
+    assert [t.status for t in res.tests] == [Status.OK, Status.OK], res
+    fill = "open('/dev/shm/big', 'wb').write(b'x' * (200 << 20))\nprint('filled')\n"
+    assert run_py(ex, fill, expected="filled\n", memory_limit_mb=512).status != Status.OK
+
+
 def test_symlink_to_host_file_reads_nothing(ex, secret_file):
     path, token = secret_file
     code = f"""
@@ -213,6 +236,22 @@ def test_cpu_spin_and_sleep_hit_time_limits(ex):
     assert nap.status == Status.TLE and time.monotonic() - start < 10
 
 
+def test_cpu_time_over_the_limit_is_tle_even_below_the_rlimit(ex):
+    burn = ("import time\nt = time.process_time()\nwhile time.process_time() - t < 2.6:\n"
+            "    pass\nprint('done')\n")
+    # 2.6 s of CPU: over a 2 s limit (+0.3 s start-up) but under its CPU rlimit (3 s) and wall
+    # limit (5 s, room for a loaded machine)
+    result = run_py(ex, burn, expected="done\n", time_limit_s=2.0)
+    assert result.status == Status.TLE and "CPU time" in result.detail, result
+    assert run_py(ex, burn, expected="done\n", time_limit_s=4.0).status == Status.OK
+    prog = ex.run(Submission(id="burn", language="python", code=burn,
+                             test_program="assert True\n", time_limit_s=2.0))
+    assert prog.tests[0].status == Status.TLE and "CPU time" in prog.tests[0].detail, prog
+    nap = run_py(ex, "import time\ntime.sleep(4)\nprint('done')\n", expected="done\n",
+                 time_limit_s=1.0)
+    assert nap.status == Status.TLE and "wall" in nap.detail, nap
+
+
 def test_one_gigabyte_of_stdout_is_ole(ex):
     start = time.monotonic()
     code = "import sys\nchunk = 'x' * (1 << 20)\nfor _ in range(1024):\n    sys.stdout.write(chunk)\n"
@@ -253,8 +292,49 @@ def test_exit_zero_before_asserts_fails(ex, lang, code, test_program):
     assert res.status == Status.WA and res.pass_rate == 0.0, res
 
 
+FRAME_WALK = """
+import os, sys
+def add(a, b):
+    frame = sys._getframe()
+    while frame is not None:  # every frame up to the harness: print any token-like bytes
+        for value in list(frame.f_locals.values()) + list(frame.f_globals.values()):
+            if isinstance(value, bytes) and len(value) == 32:
+                os.write(1, b"\\n" + value + b"\\n")
+                os._exit(0)
+        frame = frame.f_back
+    os._exit(0)
+"""
+CPP_TEST = "#include <cassert>\nint main() { assert(add(1, 2) == 3); }\n"
+
+
+@pytest.mark.parametrize("lang,code,status", [
+    ("python", FRAME_WALK, Status.WA),
+    ("python", "import gc, os\ndef add(a, b):\n    gc.get_objects()\n    os._exit(0)\n", Status.RE),
+    ("python", "import ctypes\ndef add(a, b):\n    ctypes.string_at(id(a), 64)\n", Status.RE),
+    ("python", "import sys\ndef add(a, b):\n    sys.modules['__main__']._finished()\n",
+     Status.RE),
+    ("python", "import sys\ndef add(a, b):\n    sys.audit('aletheia.finished')\n", Status.RE),
+    ("python", "import sys\ndef add(a, b):\n    sys.settrace(lambda *a: None)\n", Status.RE),
+    ("cpp", "#include <iostream>\n#include <string>\n#include <unistd.h>\n"
+            "struct Early { Early() { std::string t; std::getline(std::cin, t);\n"
+            "  std::cout << \"\\n\" << t << \"\\n\" << std::flush; _exit(0); } } early;\n"
+            "int add(int a, int b) { return a - b; }\n", Status.WA),
+    ("cpp", "#include <unistd.h>\n__attribute__((constructor(101))) static void f() { _exit(0); }\n"
+            "int add(int a, int b) { return a - b; }\n", Status.CE),
+])
+def test_code_hunting_for_the_token_cannot_fake_the_end_of_a_test_program(ex, lang, code, status):
+    test_program = "assert add(1, 2) == 3\n" if lang == "python" else CPP_TEST
+    res = ex.run(Submission(id="hunt", language=lang, code=code, test_program=test_program))
+    assert res.status == status and res.pass_rate == 0.0, res
+
+
 @pytest.mark.parametrize("lang,code,test_program", [
     ("python", "def add(a, b):\n    return a + b\n", "assert add(1, 2) == 3\n"),
+    ("python", "from typing import List\nimport collections, dataclasses, enum, traceback\n"
+               "P = collections.namedtuple('P', 'x y')\n"
+               "def add(a, b):\n    try:\n        raise ValueError\n    except ValueError:\n"
+               "        traceback.format_exc()\n    return P(a, b).x + b\n",
+     "assert add(1, 2) == 3\n"),
     ("cpp", "int add(int a, int b) { return a + b; }\n",
      "#include <cassert>\nint main() { assert(add(1, 2) == 3); }\n"),
     ("java", "class Solution { int add(int a, int b) { return a + b; } }\n",

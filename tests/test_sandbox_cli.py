@@ -37,6 +37,8 @@ def test_run_writes_rows_in_order_with_error_rows_for_malformed_input(tmp_path):
         "this line is not json",
         {"id": "no-code", "language": "python", "tests": [{"input": "", "output": ""}]},
         {"id": "bad-lang", "language": "cobol", "code": "x", "test_program": "y"},
+        {"id": "bad-checker", "language": "python", "code": "print(1)", "checker": [],
+         "tests": [{"input": "", "output": "1"}]},
         {"id": "prog", "language": "python", "code": "def f():\n    return 1\n",
          "test_program": "assert f() == 1\n"},
         {"id": "call", "language": "python", "code": "def sq(x):\n    return x * x\n",
@@ -52,7 +54,8 @@ def test_run_writes_rows_in_order_with_error_rows_for_malformed_input(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "sandbox: 100%" in proc.stderr  # tqdm progress bar on stderr
     got = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [r["id"] for r in got] == ["ok-py", "line2", "no-code", "bad-lang", "prog", "call", "ce"]
+    assert [r["id"] for r in got] == ["ok-py", "line2", "no-code", "bad-lang", "bad-checker",
+                                    "prog", "call", "ce"]
     by_id = {r["id"]: r for r in got}
     assert by_id["ok-py"]["status"] == "WA" and by_id["ok-py"]["pass_rate"] == 0.5
     assert [t["status"] for t in by_id["ok-py"]["tests"]] == ["OK", "WA"]
@@ -62,11 +65,13 @@ def test_run_writes_rows_in_order_with_error_rows_for_malformed_input(tmp_path):
     assert ":2: malformed row" in by_id["line2"]["detail"]
     assert "'code'" in by_id["no-code"]["detail"]
     assert "cobol" in by_id["bad-lang"]["detail"]
+    assert "'checker'" in by_id["bad-checker"]["detail"]
+    assert by_id["bad-checker"]["pass_rate"] is None
     assert by_id["prog"]["status"] == "OK" and by_id["prog"]["pass_rate"] == 1.0
     assert by_id["call"]["status"] == "OK" and len(by_id["call"]["tests"]) == 2
     assert by_id["ce"]["status"] == "CE" and by_id["ce"]["compile"]["status"] == "CE"
     assert "error" in by_id["ce"]["compile"]["stderr"]
-    assert "CE=1" in proc.stderr and "InfraError=3" in proc.stderr
+    assert "CE=1" in proc.stderr and "InfraError=4" in proc.stderr
 
 
 def test_run_missing_input_file_is_a_clear_error(tmp_path):

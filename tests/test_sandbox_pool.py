@@ -14,6 +14,7 @@ from aletheia_ray.sandbox.isolation import SANDBOX_UID_BASE, pids_of_uid
 from aletheia_ray.sandbox.types import Status, StdioTest, Submission
 
 POOL_SLOT_OFFSET = 50  # executor tests use low slots; the loopback remote test uses 41
+POOL_SLOT_OFFSET_AUTO = 60
 
 
 def _square_submission(i: int, wrong: bool = False, sleep_s: float = 0.4) -> Submission:
@@ -116,3 +117,25 @@ def test_sandbox_pool_rejects_bad_configuration():
         SandboxPool(num_actors=1, backend="docker")
     with pytest.raises(ValueError, match="url"):
         SandboxPool(num_actors=1, backend="sandboxfusion")
+
+
+@pytest.mark.sandbox
+def test_sandbox_pool_auto_sizes_one_actor_per_cpu_slot_of_the_cluster(ray_session):
+    pool = SandboxPool(num_actors="auto", num_cpus_per_actor=0.5, slot_offset=POOL_SLOT_OFFSET_AUTO)
+    try:
+        assert len(pool._actors) == 4  # 2 CPUs / 0.5
+        assert [a.slot for a in pool._actors] == list(range(POOL_SLOT_OFFSET_AUTO,
+                                                            POOL_SLOT_OFFSET_AUTO + 4))
+        subs = [Submission(id=f"s{i}", language="python", code="print(input())",
+                           tests=[StdioTest(str(i), str(i))]) for i in range(6)]
+        assert [r.pass_rate for r in pool.score(subs)] == [1.0] * 6
+    finally:
+        pool.shutdown()
+    reserved = SandboxPool(num_actors="auto", num_cpus_per_actor=0.5, reserve_cpus=1.0,
+                           slot_offset=POOL_SLOT_OFFSET_AUTO)
+    try:
+        assert len(reserved._actors) == 2
+    finally:
+        reserved.shutdown()
+    with pytest.raises(ValueError, match="num_actors"):
+        SandboxPool(num_actors="many")

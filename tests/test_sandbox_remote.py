@@ -20,6 +20,9 @@ CPP_TEST = "int main(){\n  assert(inc(1) == 2);\n  assert(inc(5) == 6);\n}\n"
 JAVA_ADD = ("import java.util.*;\npublic class Main { public static void main(String[] a) {\n"
             "Scanner s = new Scanner(System.in); System.out.println(s.nextLong() + s.nextLong());"
             "}}\n")
+JAVA_TEST = ("public class Main { public static void main(String[] a) {\n"
+             "  if (new Solution().inc(1) != 2) throw new AssertionError(); Main.done(); }\n"
+             "  static void done() {} }\n")
 STDIO = [StdioTest("1 2", "3"), StdioTest("20 22", "42"), StdioTest("2 2", "99999")]
 
 SUBMISSIONS = [
@@ -36,6 +39,11 @@ SUBMISSIONS = [
     Submission("cpp-exit-before-asserts", "cpp",
                "#include <cassert>\n#include <cstdlib>\nint inc(int x){ std::exit(0); }\n",
                test_program=CPP_TEST),
+    Submission("java-program", "java", "class Solution { int inc(int x) { return x + 1; } }\n",
+               test_program=JAVA_TEST),
+    Submission("java-exit-before-asserts", "java",
+               "class Solution { int inc(int x) { System.exit(0); return x; } }\n",
+               test_program=JAVA_TEST),
     Submission("py-call-expected", "python", "def f(x):\n    return [x, x / 2]\n",
                entry_point="f", inputs=[[1], [3], [4]], expected=[[1, 0.5], [3, 1.5], [4, 0.0]]),
     Submission("py-call-always-equal", "python",
@@ -57,6 +65,8 @@ EXPECTED = {  # id -> (status, pass_rate, per-test statuses)
     "py-systemexit": (Status.WA, 0.0, ["WA"]),
     "cpp-program": (Status.OK, 1.0, ["OK"]),
     "cpp-exit-before-asserts": (Status.WA, 0.0, ["WA"]),
+    "java-program": (Status.OK, 1.0, ["OK"]),
+    "java-exit-before-asserts": (Status.WA, 0.0, ["WA"]),
     "py-call-expected": (Status.WA, 2 / 3, ["OK", "OK", "WA"]),
     "py-call-always-equal": (Status.WA, 0.0, ["WA", "WA"]),
     "py-call-reference": (Status.OK, 1.0, ["OK", "OK", "OK"]),

@@ -77,3 +77,17 @@ def test_output_dir_is_required(tmp_path):
     f.write_text("data:\n  kind: synthetic\n")
     with pytest.raises(ConfigError, match="output_dir"):
         load_config(f, schema=TrainConfig)
+
+
+@pytest.mark.parametrize("fn", ["list_sc", "pair_em", "pair_sc"])
+def test_reward_fns_the_trainer_cannot_prompt_for_are_rejected(tmp_path, fn):
+    """The trainer builds listwise letter prompts: only list_em matches them."""
+    with pytest.raises(ConfigError) as err:
+        load_config(CONFIGS / "debug_cpu.yaml", [f"reward.fn={fn}"], schema=TrainConfig)
+    assert f"key 'reward.fn' (from override 'reward.fn={fn}')" in str(err.value)
+    assert f"reward fn {fn!r} cannot be trained" in str(err.value) and "list_em" in str(err.value)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"base: {CONFIGS / 'debug_cpu.yaml'}\nreward:\n  fn: {fn}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(bad, schema=TrainConfig)
+    assert f"key 'reward.fn' (in file {bad})" in str(err.value) and f"got {fn!r}" in str(err.value)

@@ -29,14 +29,12 @@ from aletheia_ray.sandbox.session import SUPERVISOR_NAME, TestSession
 from aletheia_ray.sandbox.slot_lock import claim_slot, release_slot
 from aletheia_ray.sandbox.submissions import submission_from_row  # noqa: F401 - re-exported
 from aletheia_ray.sandbox.types import Status, Submission, SubmissionResult, TestResult, finish
+from aletheia_ray.sandbox.verdicts import STARTUP_S, classify_run, cpu_verdict
 from aletheia_ray.sandbox.values import decode_call_line, values_match  # noqa: F401 - re-exported
 
 log = logging.getLogger(__name__)
 
 COMPILE_TIME_S, COMPILE_MEMORY_MB = 30.0, 2048
-STARTUP_S = {"python": 3.0, "cpp": 1.0, "java": 5.0}  # added to the wall limit per process
-SIGXCPU, SIGXFSZ = 24, 25
-MEMORY_MARKERS = (b"MemoryError", b"std::bad_alloc", b"OutOfMemoryError", b"Cannot allocate memory")
 JAVA_CONF = ("/etc/java-17-openjdk",)
 
 
@@ -247,6 +245,8 @@ class Executor:
             setup_error = cmd.setup_error()
             if setup_error and not raw.launch_error:
                 raw.launch_error = setup_error
+            if cmd.cgroup:
+                raw.cpu_s = cmd.cgroup.cpu_s()
         oom = bool(cmd.cgroup) and cmd.cgroup.oom_kills() > oom_before
         if raw.timed_out or raw.stdout_overflow or oom or (raw.returncode or 0) < 0:
             iso.sweep(self.uid, cmd.cgroup, thorough=True)
@@ -263,31 +263,7 @@ class Executor:
 
     def classify(self, raw: RawRun, oom: bool) -> tuple[Optional[Status], str]:
         """Status of a finished process (None = exited 0), with a detail such as 'signal 9'."""
-        err = raw.stderr.decode(errors="replace")
-        tail = err.strip()[-300:]
-        if raw.launch_error:
-            return Status.INFRA, raw.launch_error
-        if raw.stdout_overflow:
-            return Status.OLE, "stdout over the output limit"
-        if oom:
-            return Status.MLE, "killed by the cgroup memory limit"
-        if raw.timed_out:
-            return Status.TLE, f"wall limit ({raw.wall_s:.2f}s)"
-        rc = raw.returncode or 0
-        relayed = self.mode == "bwrap" and not raw.exact_status  # bwrap's init: 128 + signal
-        sig = -rc if rc < 0 else (rc - 128 if relayed and rc > 128 else 0)
-        if rc == 0:
-            return None, ""
-        if relayed and rc == 1 and err.startswith("bwrap: ") \
-                and not self._sandbox_healthy():
-            return Status.INFRA, f"sandbox failed: {tail}"
-        if sig == SIGXCPU:
-            return Status.TLE, "CPU time limit (SIGXCPU)"
-        if sig == SIGXFSZ:
-            return Status.OLE, "file size limit (SIGXFSZ)"
-        if any(marker in raw.stderr for marker in MEMORY_MARKERS):
-            return Status.MLE, tail
-        return Status.RE, (f"signal {sig}" if sig else f"exit {rc}") + (f": {tail}" if tail else "")
+        return classify_run(raw, oom, self.mode == "bwrap", self._sandbox_healthy)
 
     # ---- running a submission ----------------------------------------------------------------
     def run(self, sub: Submission) -> SubmissionResult:
@@ -404,6 +380,8 @@ class Executor:
                                   session)
         status, detail = self.classify(raw, oom)
         if status is None:
+            status, detail = cpu_verdict(raw, sub, lang)
+        if status is None:
             ok = get_checker(sub.checker)(raw.stdout.decode(errors="replace"), expected)
             status = Status.OK if ok else Status.WA
         return TestResult(status, round(raw.wall_s, 4), detail)
@@ -412,6 +390,8 @@ class Executor:
         token = secrets.token_hex(16).encode()
         raw, oom = self._run_once(sub, lang, prog, "program", token + b"\n", sub.time_limit_s)
         status, detail = self.classify(raw, oom)
+        if status is None:
+            status, detail = cpu_verdict(raw, sub, lang)
         if status is None:
             finished = raw.stdout.endswith(b"\n" + token + b"\n")
             status = Status.OK if finished else Status.WA

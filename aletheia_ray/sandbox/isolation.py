@@ -75,18 +75,21 @@ def build_seccomp_bpf(path: str) -> None:
 
 
 class SlotCgroup:
-    """cgroup v1 memory + pids groups of one slot (``None`` layers when the host forbids them)."""
+    """cgroup v1 memory + pids (+ cpuacct, to measure CPU time) groups of one slot (``None``
+    layers when the host forbids them)."""
+
+    PROBES = {"memory": ("memory.limit_in_bytes", str(1 << 30)), "pids": ("pids.max", "max"),
+              "cpuacct": ("cpuacct.usage", "0")}
 
     def __init__(self, slot: int):
         self.dirs: dict[str, str] = {}
         self.problems: dict[str, str] = {}
-        for ctrl in ("memory", "pids"):
+        for ctrl, (probe, value) in self.PROBES.items():
             path = os.path.join(CGROUP_ROOT, ctrl, CGROUP_PARENT, f"slot{slot}")
             try:
                 os.makedirs(path, exist_ok=True)
-                probe = "memory.limit_in_bytes" if ctrl == "memory" else "pids.max"
                 with open(os.path.join(path, probe), "w") as fh:
-                    fh.write("max" if ctrl == "pids" else str(1 << 30))
+                    fh.write(value)
                 self.dirs[ctrl] = path
             except OSError as exc:
                 self.problems[ctrl] = f"{path}: {exc.strerror or exc}"
@@ -105,6 +108,15 @@ class SlotCgroup:
                     pass
         if "pids" in self.dirs:
             self._write("pids", "pids.max", str(pids))
+        if "cpuacct" in self.dirs:
+            self._write("cpuacct", "cpuacct.usage", "0")
+
+    def cpu_s(self) -> Optional[float]:
+        """CPU time (user+sys) used in the slot since ``prepare``; None without cpuacct."""
+        if "cpuacct" not in self.dirs:
+            return None
+        with open(os.path.join(self.dirs["cpuacct"], "cpuacct.usage")) as fh:
+            return int(fh.read()) / 1e9
 
     def procs_paths(self) -> list[str]:
         return [os.path.join(d, "cgroup.procs") for d in self.dirs.values()]
@@ -331,6 +343,7 @@ def bwrap_argv(prog_host_dir: str, prog_writable: bool, limits: Limits, seccomp_
             argv += ["--ro-bind", path, path]
     size = str(limits.scratch_mb << 20)
     argv += ["--proc", "/proc", "--dev", "/dev",
+             "--size", size, "--tmpfs", "/dev/shm",
              "--size", size, "--tmpfs", "/tmp",
              "--size", size, "--tmpfs", SCRATCH_DIR,
              "--ro-bind", harness_host_dir, HARNESS_MOUNT,
@@ -338,6 +351,9 @@ def bwrap_argv(prog_host_dir: str, prog_writable: bool, limits: Limits, seccomp_
              "--chdir", PROG_DIR if prog_writable else SCRATCH_DIR,
              "--clearenv", "--setenv", "PATH", SANDBOX_PATH, "--setenv", "LANG", "C.UTF-8",
              "--setenv", "HOME", SCRATCH_DIR, "--setenv", "TMPDIR", "/tmp"]
+    # bwrap's root and /dev are tmpfs without a size limit: make them read-only (only the
+    # size-limited /tmp, /dev/shm, /sandbox and, for the compiler, /prog stay writable)
+    argv += ["--remount-ro", "/dev", "--remount-ro", "/"]
     if seccomp_fd is not None:
         argv += ["--seccomp", str(seccomp_fd)]
     return argv

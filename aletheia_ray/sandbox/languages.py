@@ -3,26 +3,40 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 from dataclasses import dataclass
 from typing import Optional
 
 from aletheia_ray.sandbox.isolation import resolve_binary
 
 CPP_MAIN = re.compile(r"\bint\s+main\s*\([^)]*\)\s*\{")
-# Prepended to C++ test programs: an automatic object in main() whose destructor prints the
-# host's token. Destructors of automatic objects run when main returns, not on exit()/_exit/abort,
-# so exiting before the asserts leaves the token out.
+# Prepended to C++ test programs. A global whose constructor runs before any other static
+# initializer of the program (init_priority 101, defined first) takes the host's token from stdin
+# and points stdin at /dev/null, so code running before main cannot read it; an automatic object
+# in main() prints it from its destructor, which runs when main returns, not on exit()/_exit/
+# abort. Names carry a per-submission random suffix (@) so the program cannot refer to them.
 CPP_GUARD = """#include <cstdio>
+#include <fcntl.h>
+#include <unistd.h>
 #include <iostream>
-#include <string>
-struct AletheiaEndGuard {
-  std::string token;
-  AletheiaEndGuard() { std::getline(std::cin, token); }
-  ~AletheiaEndGuard() { std::cout.flush(); std::fflush(stdout);
-    std::printf("\\n%s\\n", token.c_str()); std::fflush(stdout); }
+static char aletheia_token_@[128];
+struct AletheiaTokenReader_@ {
+  AletheiaTokenReader_@() {
+    if (!std::fgets(aletheia_token_@, sizeof aletheia_token_@, stdin)) aletheia_token_@[0] = 0;
+    for (char *c = aletheia_token_@; *c; ++c) if (*c == '\\n') *c = 0;
+    int null_fd = open("/dev/null", O_RDONLY);
+    dup2(null_fd, 0); close(null_fd); std::clearerr(stdin);
+  }
+};
+static AletheiaTokenReader_@ aletheia_token_reader_@ __attribute__((init_priority(101)));
+struct AletheiaEndGuard_@ {
+  ~AletheiaEndGuard_@() { std::cout.flush(); std::fflush(stdout); std::printf("\\n%s\\n", aletheia_token_@);
+    std::fflush(stdout); }
 };
 #line 1
 """
+# Pre-main code that could run before the token reader (explicit early priorities, init arrays).
+CPP_EARLY_INIT = re.compile(r"(init_priority|constructor)\s*\(\s*\d+|\.(pre)?init_array")
 JAVA_LAUNCHER = "AletheiaLauncher.java"
 JVM_FLAGS = ["-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-XX:-UsePerfData", "-Xshare:auto"]
 
@@ -45,6 +59,9 @@ class Language:
         program = code + "\n" + test_program
         if self.name != "cpp":
             return program
+        if CPP_EARLY_INIT.search(program):
+            raise SourceError("test programs may not run code before the token reader "
+                              "(init_priority/constructor priorities, .init_array sections)")
         match = CPP_MAIN.search(test_program)
         if match:
             at = len(code) + 1 + match.end()
@@ -53,7 +70,9 @@ class Language:
             if not match:
                 raise SourceError("test program has no `int main(...) {` to guard")
             at = match.end()
-        return CPP_GUARD + program[:at] + " AletheiaEndGuard aletheia_end_guard;" + program[at:]
+        suffix = secrets.token_hex(6)
+        guard = f" AletheiaEndGuard_{suffix} aletheia_end_guard_{suffix};"
+        return CPP_GUARD.replace("@", suffix) + program[:at] + guard + program[at:]
 
     def compile_argv(self, prog: str, harness: str, test_program: bool,
                      memory_mb: int) -> list[str]:

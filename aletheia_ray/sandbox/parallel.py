@@ -1,4 +1,5 @@
-"""Run many submissions on one host with N local executors (one slot each), in input order."""
+"""Run many submissions on one host with N local executors (one slot each), in input order
+(or, with ``ordered=False``, as ``(index, result)`` pairs in completion order)."""
 from __future__ import annotations
 
 import queue
@@ -8,17 +9,19 @@ from typing import Callable, Iterable, Iterator, Optional, Union
 from aletheia_ray.sandbox.executor import Executor
 from aletheia_ray.sandbox.types import Submission, SubmissionResult
 
-WINDOW_PER_WORKER = 64  # jobs in flight beyond the oldest unfinished one (ordered output)
+WINDOW_PER_WORKER = 64  # jobs submitted but not yet yielded, per worker
 Runner = Callable[[Submission], SubmissionResult]
 Job = Union[Submission, SubmissionResult]  # a ready result (e.g. an error row) passes through
 
 
 def run_local(jobs: Iterable[Job], workers: int = 1, slot_base: int = 0,
               isolation: str = "auto", allow_unisolated: bool = False,
-              make_runner: Optional[Callable[[int], Runner]] = None,
-              ) -> Iterator[SubmissionResult]:
+              make_runner: Optional[Callable[[int], Runner]] = None, ordered: bool = True,
+              ) -> Iterator[Union[SubmissionResult, tuple[int, SubmissionResult]]]:
     """Yield one result per job, in input order. ``make_runner(slot)`` overrides the local
     executor (e.g. a remote backend); by default worker k uses ``Executor(slot=slot_base + k)``.
+    With ``ordered=False`` it yields ``(input index, result)`` as soon as each job finishes, so
+    one slow job does not hold back the results finished behind it.
 
     Stopping early (``close()`` the generator, or use it in a ``with contextlib.closing(...)``)
     cancels the queued jobs, waits for the in-flight ones and frees the slots; a generator that
@@ -73,6 +76,10 @@ def run_local(jobs: Iterable[Job], workers: int = 1, slot_base: int = 0,
             index, res, exc = done.get()
             if exc is not None:
                 raise exc
+            if not ordered:
+                emitted += 1
+                yield index, res  # type: ignore[misc]
+                continue
             pending[index] = res  # type: ignore[assignment]
             while emitted in pending:
                 yield pending.pop(emitted)

@@ -38,9 +38,12 @@ def probe_executor(ex: "Executor") -> IsolationReport:
     namespaced = ex.mode == "bwrap"
     layer("network", seen["interfaces"] == ["lo"],
           f"interfaces inside: {seen['interfaces']}")
-    layer("filesystem", not seen["host_paths_visible"] and "denied" in seen["write_usr"],
+    writes = {d: seen[f"write_{d}"] for d in ("usr", "root", "dev")}
+    layer("filesystem", not seen["host_paths_visible"]
+          and all("denied" in w for w in writes.values()),
           f"host paths visible: {seen['host_paths_visible'] or 'none'}; "
-          f"write to /usr: {seen['write_usr']}")
+          + "; ".join(f"write to {'/' + d if d != 'root' else '/'}: {w}"
+                      for d, w in writes.items()))
     layer("pid_namespace", max(seen["visible_pids"]) < 100,
           f"visible pids: {seen['visible_pids'][:8]}")
     pid1_env = {k for k in seen["pid1_env_keys"] if not k.startswith("<unreadable")}
@@ -53,18 +56,28 @@ def probe_executor(ex: "Executor") -> IsolationReport:
     lim = seen["rlimits"]
     layer("rlimits", lim["NPROC"] > 0 and lim["CORE"] == 0 and lim["CPU"] > 0,
           ", ".join(f"{k}={v}" for k, v in lim.items()))
-    layer("scratch_tmpfs", 0 < seen["scratch_mb"] <= limits.scratch_mb,
-          f"scratch (cwd) is {seen['scratch_mb']} MiB")
+    layer("scratch_tmpfs", 0 < seen["scratch_mb"] <= limits.scratch_mb
+          and 0 < seen["shm_mb"] <= limits.scratch_mb,
+          f"scratch (cwd) is {seen['scratch_mb']} MiB, /dev/shm {seen['shm_mb']} MiB")
     cg = ex.cgroup
     for ctrl in ("memory", "pids"):
         ok = bool(cg and ctrl in cg.dirs)
         text = cg.dirs[ctrl] if ok else (cg.problems.get(ctrl, "not root") if cg else "not root")
         layer(f"cgroup_{ctrl}", ok, text)
     layer("subreaper", ex.subreaper, "orphans of killed runs are adopted and reaped")
+    # measured: which of the probe's namespaces differ from the host's (own process)
+    fresh = sorted(ns for ns, ident in seen["namespaces"].items()
+                   if ident != os.readlink(f"/proc/self/ns/{ns}"))
+    shared = sorted(set(seen["namespaces"]) - set(fresh))
     if not namespaced:
         level = "none"
         layers["namespaces"] = "MISSING: " + ex.problems.get("namespaces", "isolation='none'")
     else:
+        layer("namespaces", not shared, f"bubblewrap: own {', '.join(fresh) or 'none'}"
+              + (f"; SHARED with the host: {', '.join(shared)}" if shared else ""))
         level = "full" if all(good) else "partial"
-        layers["namespaces"] = "ok: bubblewrap (net, pid, ipc, mount, uts, user, cgroup)"
+    # CPU accounting is how time_limit_s is measured, not an isolation layer: reported only
+    layers["cpu_accounting"] = (f"cgroup cpuacct {cg.dirs['cpuacct']}" if cg and "cpuacct"
+                                in cg.dirs else "supervisor wait4 for stdio tests; else only "
+                                "the CPU rlimit (whole seconds)")
     return IsolationReport(level, layers)

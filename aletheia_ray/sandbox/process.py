@@ -25,6 +25,7 @@ class RawRun:
     stdout_overflow: bool = False  # stdout passed its cap, we killed it
     launch_error: str = ""  # the process could not be started at all (infrastructure)
     exact_status: bool = False  # returncode is the program's own (not relayed by bwrap's init)
+    cpu_s: Optional[float] = None  # user+sys CPU of the test's processes (None: not measurable)
 
 
 @dataclass

@@ -151,10 +151,11 @@ class SandboxFusionBackend:
             token = secrets.token_hex(16)
             if lang.name == "python":
                 code = _with_driver(lang.source(sub.code, sub.test_program), "py_program.py")
+            elif lang.name == "java":
+                code = sub.code + "\n" + _java_with_launcher(sub.test_program)
             else:
                 code = lang.source(sub.code, sub.test_program)
-            judge = _exit_zero_judge if lang.name == "java" else _token_judge(token)
-            return [(code, token + "\n", judge)]
+            return [(code, token + "\n", _token_judge(token))]
         if sub.entry_point is not None:
             if local_language(sub.language).name != "python":
                 raise ValueError(f"submission {sub.id}: call tests need language python")
@@ -293,8 +294,29 @@ def _token_judge(token: str) -> Judge:
     return judge
 
 
-def _exit_zero_judge(out: str) -> TestResult:
-    return TestResult(Status.OK)
+JAVA_TEST_MAIN = "AletheiaTestMain"
+JAVA_INLINE_LAUNCHER = """
+public class Main {
+  public static void main(String[] args) throws Exception {
+    String token = new java.io.BufferedReader(new java.io.InputStreamReader(System.in)).readLine();
+    System.setIn(new java.io.ByteArrayInputStream(new byte[0]));
+    %s.main(args);
+    System.out.flush();
+    System.out.print("\\n" + token + "\\n");
+    System.out.flush();
+    System.exit(0);
+  }
+}
+""" % JAVA_TEST_MAIN
+
+
+def _java_with_launcher(test_program: str) -> str:
+    """SandboxFusion runs one file's ``Main``: rename the test program's ``Main`` class and add a
+    ``Main`` that reads the token, calls it and prints the token only if it returned (the local
+    executor uses harness/AletheiaLauncher.java for the same)."""
+    renamed = re.sub(r"\bMain\b", JAVA_TEST_MAIN, test_program)
+    renamed = re.sub(r"\bpublic(\s+(?:final\s+)?class\s+%s\b)" % JAVA_TEST_MAIN, r"\1", renamed)
+    return renamed + JAVA_INLINE_LAUNCHER
 
 
 def _call_judge(expected: Any, atol: float, loose: bool) -> Judge:

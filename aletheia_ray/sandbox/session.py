@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 SUPERVISOR_NAME = "aletheia-supervisor"
 READY_TIMEOUT_S = 10.0
-SCRATCH_DIRS = (iso.SCRATCH_DIR, "/tmp")
+SCRATCH_DIRS = (iso.SCRATCH_DIR, "/tmp", "/dev/shm")
 
 
 class TestSession:
@@ -169,6 +169,7 @@ class TestSession:
         if reply.startswith(b"EXIT "):
             fields = reply.split()
             raw.returncode = os.waitstatus_to_exitcode(int(fields[1]))
+            raw.cpu_s = (int(fields[2]) + int(fields[3])) / 1e6
             cleaned = fields[5] == b"1"  # else it could not empty the scratch dirs (and exits)
         elif reply.startswith(b"FAIL "):
             raw.launch_error = "sandbox supervisor: " + reply[5:].decode(errors="replace")

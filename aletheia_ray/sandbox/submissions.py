@@ -28,7 +28,10 @@ def submission_from_row(row: dict) -> Submission:
     _need("id" in row and isinstance(row["id"], (str, int)) and str(row["id"]) != "", "id",
           "missing or not a non-empty string/int")
     _need(isinstance(row.get("language"), str), "language", "missing or not a string")
-    lang = language(row["language"]).name
+    try:
+        lang = language(row["language"]).name
+    except ValueError as exc:
+        raise ValueError(f"field 'language': {exc}") from None
     _need(isinstance(row.get("code"), str), "code", "missing or not a string")
     styles = [k for k in STYLE_KEYS if row.get(k) is not None]
     _need(len(styles) == 1, "tests", f"need exactly one of {STYLE_KEYS}, got {styles or 'none'}")
@@ -45,7 +48,7 @@ def submission_from_row(row: dict) -> Submission:
             parsed.append(StdioTest(input=test["input"], output=test["output"]))
         kwargs["tests"] = parsed
         checker = row.get("checker", "tokens")
-        _need(checker in CHECKERS, "checker", f"unknown {checker!r} (known: {sorted(CHECKERS)})")
+        _need(isinstance(checker, str) and checker in CHECKERS, "checker", f"unknown {checker!r} (known: {sorted(CHECKERS)})")
         kwargs["checker"] = checker
     elif style == "test_program":
         _need(isinstance(row["test_program"], str), "test_program", "must be a string")

@@ -23,6 +23,10 @@ def main():
     report["socket_inet"] = attempt(lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM))
     report["host_paths_visible"] = [p for p in host_paths if os.path.exists(p)]
     report["write_usr"] = attempt(lambda: open("/usr/aletheia-probe", "w"))
+    report["write_root"] = attempt(lambda: open("/aletheia-probe", "w"))
+    report["write_dev"] = attempt(lambda: open("/dev/aletheia-probe", "w"))
+    report["namespaces"] = {ns: os.readlink(f"/proc/self/ns/{ns}")
+                            for ns in ("net", "pid", "ipc", "mnt", "uts", "user", "cgroup")}
     libc = ctypes.CDLL(None, use_errno=True)
     rc = libc.unshare(0x10000000)  # CLONE_NEWUSER
     report["unshare"] = "allowed" if rc == 0 else f"denied (errno {ctypes.get_errno()})"
@@ -38,6 +42,8 @@ def main():
     report["rlimits"] = {n: resource.getrlimit(getattr(resource, f"RLIMIT_{n}"))[0] for n in names}
     st = os.statvfs(".")  # cwd: the scratch dir
     report["scratch_mb"] = st.f_blocks * st.f_frsize // (1 << 20)
+    st = os.statvfs("/dev/shm")
+    report["shm_mb"] = st.f_blocks * st.f_frsize // (1 << 20)
     report["cgroup"] = open("/proc/self/cgroup").read().strip().splitlines()
     print(json.dumps(report))
 
