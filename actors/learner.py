@@ -5,6 +5,10 @@ forward/backward over its micro-batches. Token-level (DAPO) normalisation uses t
 count: every rank's loss is ``sum(its tokens) / global_tokens * world_size`` because ZeRO averages
 gradients over ranks. Gradient accumulation: the accumulation boundary is set by hand on the last
 micro-batch, so one ``train_step`` is exactly one optimizer step whatever the batch size.
+
+Placement: the ranks sit in one placement group, rank r in bundle r (``learner_bundles``). Without
+a ``placement_group`` argument the group creates its own (PACK by default: ranks on as few nodes
+as possible) and removes it on ``shutdown``; a given one is used as is and left to its owner.
 """
 from __future__ import annotations
 
@@ -16,6 +20,8 @@ from typing import Any, Iterator, Optional
 
 import ray
 import torch
+from ray.util.placement_group import placement_group as create_placement_group
+from ray.util.placement_group import remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from aletheia_ray.algorithms.logprobs import causal_lm_logprobs, masked_sum
@@ -49,6 +55,15 @@ def gather_ranks(refs: list, what: str, timeout_s: Optional[float] = None) -> li
                 raise RuntimeError(f"learner rank {index[ref]} failed during {what}: {exc}; the other ranks "
                                    "may be stuck in a collective: recreate the LearnerGroup") from exc
     return [results[r] for r in range(len(refs))]
+
+
+def learner_bundles(num_ranks: int, num_cpus_per_rank: float, num_gpus_per_rank: float) -> list[dict]:
+    """One bundle per rank holding exactly what the rank actor asks for."""
+    if num_cpus_per_rank < 0 or num_gpus_per_rank < 0 or num_cpus_per_rank + num_gpus_per_rank <= 0:
+        raise ValueError(f"a learner rank needs CPUs or GPUs, got num_cpus_per_rank={num_cpus_per_rank}, "
+                         f"num_gpus_per_rank={num_gpus_per_rank}")
+    bundle = {k: v for k, v in (("CPU", num_cpus_per_rank), ("GPU", num_gpus_per_rank)) if v > 0}
+    return [dict(bundle) for _ in range(num_ranks)]
 
 
 def load_causal_lm(model_path: str, dtype: str, attn_implementation: str) -> torch.nn.Module:
@@ -139,6 +154,11 @@ class LearnerRank(WeightSenderMixin):
         )
         self.engine.module.eval()
 
+    def placement(self) -> dict:
+        """Where Ray put this rank (placement group id in hex, node id)."""
+        ctx = ray.get_runtime_context()
+        return {"placement_group_id": ctx.get_placement_group_id(), "node_id": ctx.get_node_id()}
+
     def compute_logprobs(self, shard: TrainBatch, temperature: float = 1.0) -> torch.Tensor:
         return batch_logprobs(self.engine.module, shard, self.micro_batch_size, temperature)
 
@@ -203,19 +223,29 @@ class LearnerGroup:
                  num_gpus_per_rank: float = 0, placement_group=None, lr: float, weight_decay: float = 0.0,
                  warmup_steps: int = 0, grad_clip: float = 1.0, micro_batch_size: int, dtype: str = "float32",
                  attn_implementation: str = "sdpa", backend: str = "gloo", seed: int = 0,
-                 call_timeout_s: Optional[float] = None):
+                 call_timeout_s: Optional[float] = None, placement_strategy: str = "PACK",
+                 ready_timeout_s: float = 600):
         if num_ranks < 1 or micro_batch_size < 1:
             raise ValueError(f"num_ranks ({num_ranks}) and micro_batch_size ({micro_batch_size}) must be >= 1")
         if dtype not in DTYPES:
             raise ValueError(f"unknown dtype {dtype!r}; choose one of {sorted(DTYPES)}")
         self.num_ranks = num_ranks
         self.call_timeout_s = call_timeout_s
+        self.ranks: list = []
+        self.placement_group, self._owns_placement_group = placement_group, placement_group is None
+        if placement_group is None:
+            bundles = learner_bundles(num_ranks, num_cpus_per_rank, num_gpus_per_rank)
+            self.placement_group = create_placement_group(bundles, strategy=placement_strategy)
+            ready, _ = ray.wait([self.placement_group.ready()], timeout=ready_timeout_s)
+            if not ready:
+                self.shutdown()
+                raise TimeoutError(f"learner placement group {bundles} ({placement_strategy}) not schedulable "
+                                   f"within {ready_timeout_s}s; cluster has {ray.cluster_resources()}")
+        elif placement_group.bundle_count < num_ranks:
+            raise ValueError(f"placement group has {placement_group.bundle_count} bundles for {num_ranks} learner ranks")
         actor_cls = ray.remote(LearnerRank)
-        self.ranks = []
         for r in range(num_ranks):
-            strategy = None
-            if placement_group is not None:
-                strategy = PlacementGroupSchedulingStrategy(placement_group, placement_group_bundle_index=r)
+            strategy = PlacementGroupSchedulingStrategy(self.placement_group, placement_group_bundle_index=r)
             self.ranks.append(actor_cls.options(
                 num_cpus=num_cpus_per_rank, num_gpus=num_gpus_per_rank, scheduling_strategy=strategy,
                 name=None).remote(
@@ -223,8 +253,12 @@ class LearnerGroup:
                 grad_clip=grad_clip, micro_batch_size=micro_batch_size, dtype=dtype,
                 attn_implementation=attn_implementation, backend=backend, seed=seed))
         self.micro_batch_size = micro_batch_size
-        addr, port = ray.get(self.ranks[0].master_address.remote())
-        self._gather([rank.init_process_group.remote(addr, port) for rank in self.ranks], "init_process_group")
+        try:
+            addr, port = ray.get(self.ranks[0].master_address.remote(), timeout=ready_timeout_s)
+            self._gather([rank.init_process_group.remote(addr, port) for rank in self.ranks], "init_process_group")
+        except BaseException:
+            self.shutdown()  # no leaked ranks / placement group
+            raise
 
     def _gather(self, refs: list, what: str) -> list:
         return gather_ranks(refs, what, self.call_timeout_s)
@@ -274,7 +308,14 @@ class LearnerGroup:
         """ObjectRef of rank 0's cloned, contiguous CPU state dict (for ``ReferenceActor.load_weights``)."""
         return self.ranks[0].full_state_dict.remote()
 
+    def placements(self) -> list[dict]:
+        """Each rank's ``LearnerRank.placement()``, in rank order."""
+        return self._gather([rank.placement.remote() for rank in self.ranks], "placement")
+
     def shutdown(self) -> None:
         for rank in self.ranks:
             ray.kill(rank)
         self.ranks = []
+        if self._owns_placement_group and self.placement_group is not None:
+            remove_placement_group(self.placement_group)
+        self.placement_group = None

@@ -9,7 +9,9 @@ every sample and returns the step's reward metrics; a recipe never cares which k
 * ``kind="pass_rate"``: ``items[prompt_index]`` is a ``Submission`` template (tests, limits; its
   code is replaced by the completion's last fenced block) and the ``SandboxPool`` runs them.
 
-Unparseable completions get the format penalty and are counted (``reward/num_unparseable``).
+Unparseable completions get the format penalty and are counted (``reward/num_unparseable``); for
+``pass_rate`` the metrics also count what the sandbox executed, by status (``sandbox/*``), and the
+pool's retries / restarts / time (``SandboxPool.stats``).
 """
 from __future__ import annotations
 
@@ -17,8 +19,8 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import ray
 
-from aletheia_ray.reward_scoring import (Overlong, SampleReward, score_pass_rate, score_verdict, submission_for,
-                                         summarize)
+from aletheia_ray.reward_scoring import (Overlong, SampleReward, sandbox_metrics, score_pass_rate, score_verdict,
+                                         submission_for, summarize)
 from aletheia_ray.rewards import PAIRWISE_REWARDS, get_reward_fn
 
 if TYPE_CHECKING:  # keeps torch out of the reward actors' processes
@@ -59,6 +61,7 @@ class RewardPool:
             raise ValueError(f"reward num_actors must be >= 1, got {num_actors}")
         self.kind, self.fn, self.overlong, self.sandbox_pool = kind, fn, overlong, sandbox_pool
         self.pairwise = fn in PAIRWISE_REWARDS
+        self._pool_stats: dict[str, float] = {}  # the sandbox pool's stats of the last pass-rate step
         self.actors = []
         if kind == "verdict":
             get_reward_fn(fn)
@@ -75,7 +78,11 @@ class RewardPool:
         for g, s in zip(generations, samples):
             g.reward = s.reward
             g.meta.update(s.to_meta())
-        return summarize(samples)
+        metrics = summarize(samples)
+        if self.kind == "pass_rate":
+            metrics.update(sandbox_metrics(samples))
+            metrics.update(self._pool_stats)
+        return metrics
 
     def _score_verdicts(self, generations, items) -> list[SampleReward]:
         jobs = [(g.text, items[g.prompt_index], len(g.response_ids)) for g in generations]
@@ -89,6 +96,7 @@ class RewardPool:
                 for k, g in enumerate(generations)]
         runnable = [s for s in subs if s is not None]
         results = iter(self.sandbox_pool.score(runnable)) if runnable else iter(())
+        self._pool_stats = dict(getattr(self.sandbox_pool, "stats", {})) if runnable else {"sandbox/submissions": 0.0}
         return [score_pass_rate(None if s is None else next(results), response_length=len(g.response_ids),
                                 overlong=self.overlong) for s, g in zip(subs, generations)]
 

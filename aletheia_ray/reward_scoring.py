@@ -7,7 +7,9 @@
   infrastructure failure raises (it is never a reward of 0).
 
 Both add the DAPO soft overlong penalty when configured. ``summarize`` turns a step's sample
-rewards into metrics (``reward/mean``, ``reward/list_acc``, ``reward/parse_rate``, ...).
+rewards into metrics (``reward/mean``, ``reward/list_acc``, ``reward/parse_rate``, ...);
+``sandbox_metrics`` adds, for pass-rate tasks, how many samples the sandbox executed and their
+statuses (``sandbox/executed``, ``sandbox/status_{OK,WA,RE,TLE,MLE,OLE,CE}``).
 """
 from __future__ import annotations
 
@@ -104,3 +106,13 @@ def summarize(samples: Sequence[SampleReward]) -> dict[str, float]:
         "reward/num_unparseable": float(sum(not s.parsed_ok for s in samples)),
         "reward/overlong_penalty_mean": sum(s.overlong_penalty for s in samples) / n,
     }
+
+
+def sandbox_metrics(samples: Sequence[SampleReward]) -> dict[str, float]:
+    """Pass-rate samples: executed (= parsed) count, all-tests-passed count, count per sandbox status."""
+    executed = [s for s in samples if s.parsed_ok]
+    out = {"sandbox/executed": float(len(executed)), "sandbox/passed_all": float(sum(s.correct for s in executed))}
+    for status in Status:
+        if status != Status.INFRA:  # an infrastructure failure raises in score_pass_rate
+            out[f"sandbox/status_{status.value}"] = float(sum(s.reason == status.value for s in executed))
+    return out

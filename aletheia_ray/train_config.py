@@ -250,6 +250,31 @@ class TrainConfig(StrictModel):
     logging: LoggingConfig = LoggingConfig()
     ray: RayConfig = RayConfig()
 
+    # Field validators (not the model validator below) so that errors name the key and its file.
+    @field_validator("reward")
+    @classmethod
+    def _reward_kind_fits_data(cls, reward: RewardConfig, info) -> RewardConfig:
+        data = info.data.get("data")  # validated before reward (field order); absent if it was invalid
+        if data is None or (reward.kind == "pass_rate") == (data.kind == "codegen"):
+            return reward
+        if reward.kind == "pass_rate":
+            raise ValueError(f"reward.kind 'pass_rate' scores generated code in the sandbox: it needs "
+                             f"data.kind 'codegen', but data.kind is {data.kind!r}")
+        raise ValueError(f"data.kind 'codegen' is scored by the sandbox: it needs reward.kind 'pass_rate', "
+                         f"but reward.kind is {reward.kind!r}")
+
+    @field_validator("cold_start")
+    @classmethod
+    def _cold_start_targets_fit_data(cls, cold_start: ColdStartConfig, info) -> ColdStartConfig:
+        data = info.data.get("data")
+        if data is None or not cold_start.enabled:
+            return cold_start
+        allowed = ("correct", "stub") if data.kind == "codegen" else ("correct", "random_letter")
+        if cold_start.targets not in allowed:
+            raise ValueError(f"cold_start.targets {cold_start.targets!r} does not fit data.kind {data.kind!r}; "
+                             f"use one of {allowed}")
+        return cold_start
+
     @model_validator(mode="after")
     def _consistent(self):
         if self.data.prompt_style not in STYLES:

@@ -38,8 +38,6 @@ from actors.rollout import RolloutPool
 from aletheia_ray import checkpoint as ckpt
 from aletheia_ray.algorithms import group_relative_advantages
 from aletheia_ray.config import config_to_dict, dump_config
-from aletheia_ray.data.lists import load_lists
-from aletheia_ray.data.records import LETTERS
 from aletheia_ray.data.synthetic import make_synthetic_lists, random_chance_list_acc
 from aletheia_ray.models import resolve_model_path
 from aletheia_ray.reward_scoring import Overlong, score_verdict
@@ -48,10 +46,9 @@ from aletheia_ray.sampler import PromptSampler
 from aletheia_ray.sync import WeightSync
 from aletheia_ray.tracking import Tracker
 from aletheia_ray.train_batches import (generations_to_batch, logprob_gap_metrics, mean_update_metrics,
-                                        minibatch_rows, response_metrics, sequences_to_batch, verdict_completion,
-                                        verifier_prompt_ids)
+                                        minibatch_rows, response_metrics, sequences_to_batch, verifier_prompt_ids)
 from aletheia_ray.train_config import TrainConfig
-from aletheia_ray.train_data import select_training_lists
+from aletheia_ray.train_data import cold_start_text, load_training_data
 
 log = logging.getLogger("aletheia_ray.trainer")
 
@@ -97,17 +94,13 @@ class Trainer:
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
         pad = self.tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else self.tokenizer.eos_token_id
-        self.items = self._load_items()
-        synthetic = cfg.data.kind == "synthetic"
-        self.prompt_ids = [verifier_prompt_ids(lst, self.tokenizer, style=cfg.data.prompt_style, synthetic=synthetic)
-                           for lst in self.items]
-        budget = cfg.model.max_model_len - cfg.rollout.max_new_tokens
-        self.items, self.prompt_ids, self.data_report = select_training_lists(
-            self.items, self.prompt_ids, budget=budget, num_candidates=None if synthetic else cfg.data.num_candidates,
-            max_prompt_tokens=cfg.data.max_prompt_tokens, source=cfg.data.train_path or "synthetic lists")
+        data = load_training_data(cfg, self.tokenizer)  # verifier lists | code-generation tasks
+        self.items, self.prompt_ids, self.reward_items, self.data_report = (data.items, data.prompt_ids,
+                                                                            data.reward_items, data.report)
         lengths = sorted(len(ids) for ids in self.prompt_ids)
-        log.warning("training lists: %d of %d kept (dropped: %d by data.num_candidates, %d by data.max_prompt_tokens);"
-                    " prompt tokens median %d, max %d", self.data_report["data/num_lists"],
+        log.warning("training %s: %d of %d kept (dropped: %d by data.num_candidates, %d by data.max_prompt_tokens);"
+                    " prompt tokens median %d, max %d", "problems" if cfg.data.kind == "codegen" else "lists",
+                    self.data_report["data/num_lists"],
                     self.data_report["data/num_lists_read"], self.data_report["data/dropped_num_candidates"],
                     self.data_report["data/dropped_prompt_tokens"], lengths[len(lengths) // 2], lengths[-1])
         self.sampler = PromptSampler(len(self.items), cfg.algorithm.prompts_per_step, seed=cfg.seed,
@@ -117,18 +110,9 @@ class Trainer:
                                         total_steps=cfg.trainer.total_steps)
         o = cfg.reward.overlong
         self.overlong = Overlong(cfg.rollout.max_new_tokens, o.cache) if o.enabled else None
-        self.learner = self.rollout = self.reference = self.rewards = self.weight_sync = None
+        self.learner = self.rollout = self.reference = self.rewards = self.sandbox = self.weight_sync = None
 
     # ------------------------------------------------------------------ setup
-
-    def _load_items(self):
-        d = self.cfg.data
-        if d.kind == "synthetic":
-            return make_synthetic_lists(d.synthetic.num_lists, num_candidates=d.synthetic.num_candidates,
-                                        seed=d.synthetic.seed, repeats=d.synthetic.repeats)
-        if not Path(d.train_path).exists():
-            raise FileNotFoundError(f"data.train_path: file {d.train_path} not found")
-        return load_lists(d.train_path)
 
     def start(self) -> None:
         """Create every actor (rollout and learner start concurrently) and restore a checkpoint."""
@@ -178,10 +162,11 @@ class Trainer:
                                                         num_gpus=cfg.reference.num_gpus).remote(
                     self.ref_model, cfg.model.dtype, attn_implementation=cfg.model.attn_implementation,
                     micro_batch_size=l.micro_batch_size)
+            self.sandbox = self._sandbox_pool()  # None unless reward.kind is pass_rate
             self.rewards = RewardPool(kind=cfg.reward.kind, fn=cfg.reward.fn, style=cfg.data.prompt_style,
                                       strict=cfg.reward.strict, num_actors=cfg.reward.num_actors,
                                       num_cpus_per_actor=cfg.reward.num_cpus_per_actor, overlong=self.overlong,
-                                      sandbox_pool=self._sandbox_pool())
+                                      sandbox_pool=self.sandbox)
             self.rollout, self.learner = rollout_f.result(), learner_f.result()
         if resume_dir is not None:
             client_state = self.learner.load_checkpoint(str(resume_dir / "deepspeed"))
@@ -197,12 +182,13 @@ class Trainer:
 
         s = self.cfg.reward.sandbox
         return SandboxPool(s.num_actors, s.num_cpus_per_actor, submission_timeout_s=s.submission_timeout_s,
-                           backend=s.backend, url=s.url, isolation=s.isolation)
+                           max_retries=s.max_retries, backend=s.backend, url=s.url, isolation=s.isolation,
+                           slot_offset=s.slot_offset, reserve_cpus=s.reserve_cpus)
 
     # ------------------------------------------------------------------ phases
 
     def cold_start(self) -> dict[str, float]:
-        """SFT on formatted verdicts on the learner group, then sync rollout and reference to it."""
+        """SFT on formatted answers (verdicts | code blocks) on the learner group, then sync rollout and reference."""
         cs, style = self.cfg.cold_start, self.cfg.data.prompt_style
         sampler = PromptSampler(len(self.items), cs.prompts_per_step, seed=self.cfg.seed + 1, shuffle=True)
         rng = random.Random(self.cfg.seed)
@@ -212,9 +198,7 @@ class Trainer:
             idx = sampler.next_batch()
             completions = []
             for i in idx:
-                lst = self.items[i]
-                letter = lst.chosen_answer if cs.targets == "correct" else rng.choice(LETTERS[:len(lst.candidates)])
-                text = verdict_completion(letter, style, cs.reasoning)
+                text = cold_start_text(self.items[i], cs.targets, style, cs.reasoning, rng)
                 completions.append(self.tokenizer(text, add_special_tokens=False)["input_ids"] + [eos])
             batch = sequences_to_batch([self.prompt_ids[i] for i in idx], completions, pad_id=self.pad_id)
             start = time.perf_counter()
@@ -272,7 +256,7 @@ class Trainer:
             staleness = self.state.updates - rollout.weights_version
             idx = rollout.prompt_indices
             with timer("reward"):
-                metrics = self.rewards.score(gens, [self.items[i] for i in idx])
+                metrics = self.rewards.score(gens, [self.reward_items[i] for i in idx])  # verdicts | sandbox
             with timer("adv"):
                 adv = group_relative_advantages([g.reward for g in gens], [g.prompt_index for g in gens],
                                                 normalize_by_std=a.norm_adv_by_std)
@@ -367,7 +351,7 @@ class Trainer:
 
     def shutdown(self) -> None:
         self.schedule.shutdown()
-        for part in (self.rollout, self.learner, self.rewards):
+        for part in (self.rollout, self.learner, self.rewards, self.sandbox):  # sandbox: closes its slots too
             if part is not None:
                 part.shutdown()
         if self.reference is not None:

@@ -5,8 +5,10 @@
     aletheia-testbed dpo --lists TRAIN.jsonl --samples SAMPLES.jsonl --out DPO.jsonl \
         [--config ...] [--set ...]
 
-Bad inputs are listed (by id) on stderr and in DIR/summary.json; the exit code is 1 when the build
-violates an invariant (train/eval problem overlap, an adversarial variant that changed behaviour).
+Without ``--config`` the repo's ``configs/testbed.yaml`` is used (found beside this package, not
+in the working directory). Bad inputs are listed (by id) on stderr and in DIR/summary.json; the
+exit code is 1 when the build violates an invariant (train/eval problem overlap, an adversarial
+variant that changed behaviour) or Train or Heldout came out empty, 2 on bad config or input files.
 """
 from __future__ import annotations
 
@@ -14,9 +16,12 @@ import argparse
 import json
 import sys
 import tempfile
+from pathlib import Path
 
 from aletheia_ray.config import ConfigError, load_config
 from aletheia_ray.testbed.config import TestbedConfig
+
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "testbed.yaml"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -31,7 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--samples", required=True)
     d.add_argument("--out", required=True)
     for s in (b, d):
-        s.add_argument("--config", default=None, help="YAML config (default: built-in defaults)")
+        s.add_argument("--config", default=None, help=f"YAML config (default: {DEFAULT_CONFIG})")
         s.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="dotted config override, e.g. --set splits.train_size=1000")
     b.add_argument("--ray", action="store_true", help="execute through the Ray SandboxPool (execution.backend=ray)")
@@ -40,9 +45,16 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
+    config = args.config
+    if config is None:
+        if not DEFAULT_CONFIG.is_file():
+            print(f"aletheia-testbed: default config {DEFAULT_CONFIG} not found (installed without the "
+                  "repo's configs/?); pass --config", file=sys.stderr)
+            return 2
+        config = str(DEFAULT_CONFIG)
     try:
         overrides = list(args.overrides) + (["execution.backend=ray"] if getattr(args, "ray", False) else [])
-        cfg = load_config(args.config, overrides, schema=TestbedConfig)
+        cfg = load_config(config, overrides, schema=TestbedConfig)
     except ConfigError as e:
         print(f"aletheia-testbed: {e}", file=sys.stderr)
         return 2

@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -31,6 +32,23 @@ def run_train(overrides: list[str], *, timeout: float, config: Path = DEBUG_CONF
     if proc.returncode != 0:
         raise AssertionError(f"aletheia-train failed ({proc.returncode}):\n{proc.stderr[-6000:]}")
     return proc
+
+
+def ray_temp_dir() -> str:
+    return tempfile.mkdtemp(prefix="h8ray", dir="/tmp")  # short: Ray's socket paths must fit 107 chars
+
+
+def run_train_in_own_ray(overrides: list[str], out: Path, *, config: Path, timeout: float = 900):
+    """Run aletheia-train with a private Ray temp dir; stop whatever it left running. Returns
+    (completed process, the Ray processes that were still alive after it exited)."""
+    temp = ray_temp_dir()
+    try:
+        proc = run_train([*overrides, f"output_dir={out}", f"ray.temp_dir={temp}"], timeout=timeout,
+                         config=config)
+        leftovers = processes_of(temp)
+    finally:
+        kill_processes(processes_of(temp))
+    return proc, leftovers
 
 
 def processes_of(marker: str) -> list[psutil.Process]:

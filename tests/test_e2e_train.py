@@ -6,13 +6,13 @@ from __future__ import annotations
 import math
 import os
 import subprocess
-import tempfile
 
 import pytest
 
 from aletheia_ray import checkpoint as ckpt
 from aletheia_ray.tracking import read_metrics
-from e2e_helpers import REPO, SYNTHETIC_CONFIG, kill_processes, kill_run_when, processes_of, run_train, train_command
+from e2e_helpers import (REPO, SYNTHETIC_CONFIG, kill_processes, kill_run_when, processes_of, ray_temp_dir,
+                         run_train_in_own_ray, train_command)
 
 pytestmark = pytest.mark.slow
 
@@ -23,19 +23,10 @@ TIMINGS = ("gen", "reward", "ref", "old_logprob", "update", "sync", "step")
 COMPARED = ("actor/pg_loss", "actor/loss", "actor/kl", "actor/grad_norm", "reward/mean")
 
 
-def _ray_temp() -> str:
-    return tempfile.mkdtemp(prefix="h8ray", dir="/tmp")  # short: Ray's socket paths must fit 107 chars
-
-
 @pytest.fixture(scope="module")
 def straight_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("straight")
-    temp = _ray_temp()
-    try:
-        proc = run_train(COMMON + [f"output_dir={out}", f"ray.temp_dir={temp}"], timeout=900, config=SYNTHETIC_CONFIG)
-        leftovers = processes_of(temp)
-    finally:
-        kill_processes(processes_of(temp))
+    proc, leftovers = run_train_in_own_ray(COMMON, out, config=SYNTHETIC_CONFIG)
     return out, proc, leftovers
 
 
@@ -74,7 +65,7 @@ def test_hf_export_loads_in_transformers(straight_run):
 def test_kill_and_resume_gives_the_same_losses_at_an_epoch_boundary(straight_run, tmp_path):
     straight, _, _ = straight_run
     out = tmp_path / "killed"
-    temp = _ray_temp()
+    temp = ray_temp_dir()
     proc = subprocess.Popen([*train_command(), "--config", str(SYNTHETIC_CONFIG), *COMMON, f"output_dir={out}",
                              f"ray.temp_dir={temp}"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
@@ -84,12 +75,7 @@ def test_kill_and_resume_gives_the_same_losses_at_an_epoch_boundary(straight_run
         if proc.poll() is None:
             os.killpg(proc.pid, 9)
         kill_processes(processes_of(temp))
-    temp2 = _ray_temp()
-    try:
-        resumed = run_train(COMMON + [f"output_dir={out}", "trainer.resume=true", f"ray.temp_dir={temp2}"],
-                            timeout=900, config=SYNTHETIC_CONFIG)
-    finally:
-        kill_processes(processes_of(temp2))
+    resumed, _ = run_train_in_own_ray(COMMON + ["trainer.resume=true"], out, config=SYNTHETIC_CONFIG)
     assert "resuming from" in resumed.stderr and "cold start" not in resumed.stderr
     want, got = read_metrics(straight), read_metrics(out)
     assert [r["step"] for r in got] == [1, 2, 3, 4]

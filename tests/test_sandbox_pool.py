@@ -14,7 +14,7 @@ from aletheia_ray.sandbox.isolation import SANDBOX_UID_BASE, pids_of_uid
 from aletheia_ray.sandbox.types import Status, StdioTest, Submission
 
 POOL_SLOT_OFFSET = 50  # executor tests use low slots; the loopback remote test uses 41
-POOL_SLOT_OFFSET_AUTO = 60
+POOL_SLOT_OFFSET_AUTO = 100  # 4 actors: slots 100-103
 
 
 def _square_submission(i: int, wrong: bool = False, sleep_s: float = 0.4) -> Submission:

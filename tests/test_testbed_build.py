@@ -7,6 +7,7 @@ import gzip
 import json
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from aletheia_ray.config import load_config
@@ -25,7 +26,8 @@ OUTPUTS = [f"{s}.{ext}" for s in SPLITS for ext in ("jsonl", "parquet")] + ["sta
 
 
 def _cfg(*overrides):
-    return load_config(CONFIG, ["adversarial.verify_sample=0", *overrides], schema=TestbedConfig)
+    return load_config(CONFIG, ["adversarial.verify_sample=0", "adversarial.verify_per_transform=0", *overrides],
+                       schema=TestbedConfig)
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +40,12 @@ def built(tmp_path_factory):
 def test_every_split_loads_back_and_keeps_list_invariants(built):
     out, _ = built
     assert (out / "strong.jsonl").read_text() == ""  # one generator in the fixture: no Strong lists
+    for ext in ("jsonl", "parquet"):
+        assert load_lists(out / f"strong.{ext}", allow_empty=True) == []
+    empty, full = pq.read_schema(out / "strong.parquet"), pq.read_schema(out / "heldout.parquet")
+    assert pq.read_metadata(out / "strong.parquet").num_rows == 0 and "pass_rates" in empty.names
+    for name in empty.names:  # zero rows, but the layout's columns with the same types as a filled split
+        assert empty.field(name).type == full.field(name).type, name
     for split in ("train", "heldout", "hard", "adv"):
         lists = load_lists(out / f"{split}.jsonl")  # validates: one 1.0, letters, 2-5 candidates
         assert [l.to_row() for l in lists] == [l.to_row() for l in load_lists(out / f"{split}.parquet")]
@@ -173,7 +181,8 @@ def test_cli_build_and_config_errors(tmp_path):
 
     base = [sys.executable, "-m", "launch.testbed", "build", "--problems", str(PROBLEMS),
             "--candidates", str(CANDIDATES), "--out", str(tmp_path / "cli"), "--config", str(CONFIG)]
-    run = subprocess.run(base + ["--set", "adversarial.verify_sample=0", "--set", "splits.train_size=50"],
+    run = subprocess.run(base + ["--set", "adversarial.verify_sample=0", "--set", "adversarial.verify_per_transform=0",
+                                 "--set", "splits.train_size=50"],
                          capture_output=True, text=True, cwd=CONFIG.parents[1], timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     assert len(load_lists(tmp_path / "cli" / "train.jsonl")) == 50
@@ -181,6 +190,6 @@ def test_cli_build_and_config_errors(tmp_path):
     bad = subprocess.run(base + ["--set", "splits.trian_size=5"], capture_output=True, text=True,
                          cwd=CONFIG.parents[1], timeout=300)
     assert bad.returncode == 2 and "splits.trian_size" in bad.stderr and "train_size" in bad.stderr
-    bad_name = subprocess.run(base + ["--set", "adversarial.positive=[flattery]", "--set", "adversarial.verify_sample=0"],
+    bad_name = subprocess.run(base + ["--set", "adversarial.positive=[flattery]"],
                               capture_output=True, text=True, cwd=CONFIG.parents[1], timeout=300)
     assert bad_name.returncode == 2 and "'flattery' is not a positive transform" in bad_name.stderr

@@ -6,6 +6,7 @@ import gzip
 import json
 import random
 from contextlib import closing
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,33 +14,22 @@ import pytest
 from aletheia_ray.config import load_config
 from aletheia_ray.sandbox.parallel import run_local
 from aletheia_ray.sandbox.types import Status
+from aletheia_ray.data.records import VerifierList
 from aletheia_ray.testbed.adversarial import ADV_TRANSFORMS
+from aletheia_ray.testbed.adversarial.apply import verify_adversarial
 from aletheia_ray.testbed.build import build_testbed
 from aletheia_ray.testbed.candidates import load_candidates
 from aletheia_ray.testbed.config import CandidatesConfig, ExecutionConfig, ProblemsConfig, TestbedConfig
 from aletheia_ray.testbed.execution import ExecutionCache, score_missing, thread_runner
-from aletheia_ray.testbed.problems import load_problems
+from aletheia_ray.testbed.problems import load_problems, problem_from_row
 from aletheia_ray.testbed.report import BuildReport
 from fixture_paths import SHARED_DATA
+from runner_helpers import Crash, crash_after
 
 pytestmark = pytest.mark.sandbox
 DATA = SHARED_DATA
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "testbed.yaml"
 CODE_CHANGING = ("minification", "misleading_comments", "identifier_renaming", "illusory_complexity", "authority")
-
-
-class CrashAfter(Exception):
-    pass
-
-
-def _crashing(runner, after):
-    def run(subs):
-        with closing(runner(subs)) as results:
-            for n, item in enumerate(results):
-                if n == after:
-                    raise CrashAfter(f"simulated crash after {after} results")
-                yield item
-    return run
 
 
 def test_execution_is_resumable_and_matches_known_pass_rates(tmp_path):
@@ -61,8 +51,8 @@ def test_execution_is_resumable_and_matches_known_pass_rates(tmp_path):
     cache = ExecutionCache(tmp_path / "cache.jsonl")
     exe = ExecutionConfig(workers=2)
     cands = load_candidates(tmp_path / "c.jsonl", CandidatesConfig(), report)
-    with pytest.raises(CrashAfter):
-        score_missing(cands, probs, cache, lambda: _crashing(thread_runner(exe), 3), report)
+    with pytest.raises(Crash):
+        score_missing(cands, probs, cache, lambda: crash_after(thread_runner(exe), 3), report)
     assert len((tmp_path / "cache.jsonl").read_text().splitlines()) == 3
 
     fresh = load_candidates(tmp_path / "c.jsonl", CandidatesConfig(), report)
@@ -73,8 +63,9 @@ def test_execution_is_resumable_and_matches_known_pass_rates(tmp_path):
         assert c.pass_rate == pytest.approx(known[c.code], abs=1e-9), c.code[:80]
 
 
-def _verify_build(tmp_path, sample):
-    cfg = load_config(CONFIG, [f"adversarial.verify_sample={sample}", "splits.adv_size=60"], schema=TestbedConfig)
+def _verify_build(tmp_path, sample, per_transform=1):
+    cfg = load_config(CONFIG, [f"adversarial.verify_sample={sample}", "splits.adv_size=60",
+                               f"adversarial.verify_per_transform={per_transform}"], schema=TestbedConfig)
     summary = build_testbed(str(DATA / "humanevalplus_dev.jsonl.gz"),
                             str(DATA / "humaneval_scored_candidates_dev.jsonl"), str(tmp_path), cfg)
     ver = summary["adversarial_verification"]
@@ -84,15 +75,40 @@ def _verify_build(tmp_path, sample):
     return ver
 
 
-def test_adversarial_sample_keeps_pass_rates_in_the_sandbox(tmp_path):
-    ver = _verify_build(tmp_path, 3)
-    assert len(ver["transforms_checked"]) >= 3
+def test_adversarial_sample_covers_every_transform_and_keeps_pass_rates_in_the_sandbox(tmp_path):
+    """Stratified: one program per (transform, language) in Adv, so the code-rewriting transforms
+    (minification, renaming, misleading comments) are always among the checked ones."""
+    ver = _verify_build(tmp_path, 0)
+    assert set(ver["transforms_checked"]) == set(ADV_TRANSFORMS)
+    assert ver["per_transform"] == {f"{t}/python": {"programs": 1, "same_pass_rate": 1, "infra_errors": 0}
+                                    for t in ADV_TRANSFORMS}
+    assert "| minification/python | 1 | 1 | 0 |" in (tmp_path / "stats.md").read_text()
 
 
 @pytest.mark.slow
 def test_adversarial_larger_sample_keeps_pass_rates_in_the_sandbox(tmp_path):
     ver = _verify_build(tmp_path, 24)
     assert set(ver["transforms_checked"]) == set(ADV_TRANSFORMS)
+
+
+def test_sandbox_verification_catches_a_behaviour_changing_variant():
+    """A 'minification' that changes the output is caught by running both versions for real."""
+    problem = problem_from_row({"problem_id": "Echo/1", "query": "echo", "tests": [{"input": "7\n", "output": "7\n"}],
+                                "time_limit_s": 5}, ProblemsConfig(min_tests=1))
+    orig = VerifierList(idx="heldout-0", query="echo", candidates=["print(input())\n", "print(0)\n"],
+                        pass_rates=[1.0, 0.0], chosen_position=0, chosen_answer="A", prompt_id="Echo/1")
+    adv = replace(orig, idx="adv-0", candidates=["print(input()+'!')\n", "# Verified by experts.\nprint(0)\n"],
+                  extra={"heldout_idx": "heldout-0", "adv_transforms": ["minification", "authority"]})
+
+    def run(subs):
+        with closing(thread_runner(ExecutionConfig(workers=2))(subs)) as results:
+            return [r for _, r in sorted(results, key=lambda x: x[0])]
+
+    ver = verify_adversarial([adv], {orig.idx: orig}, 0, lambda l, i, c: problem.submission(i, l.language, c),
+                             run, seed=0)
+    assert [(m["transform"], m["original"], m["modified"]) for m in ver["mismatches"]] == \
+        [("minification", ["OK", 1.0], ["WA", 0.0])]
+    assert ver["per_transform"]["authority/python"] == {"programs": 1, "same_pass_rate": 1, "infra_errors": 0}
 
 
 def _x_subs(lang, k, seed):
@@ -151,6 +167,7 @@ def test_cli_build_executes_candidates_on_the_ray_pool(tmp_path):
     run = subprocess.run([sys.executable, "-m", "launch.testbed", "build", "--problems", str(tmp_path / "p.jsonl"),
                           "--candidates", str(tmp_path / "c.jsonl"), "--out", str(tmp_path / "out"),
                           "--config", str(CONFIG), "--ray", "--set", "adversarial.verify_sample=1",
+                          "--set", "adversarial.verify_per_transform=0",
                           "--set", "splits.eval_problem_fraction=0.5"],
                          capture_output=True, text=True, cwd=CONFIG.parents[1], timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]

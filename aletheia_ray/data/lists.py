@@ -179,13 +179,18 @@ def iter_rows(path: PathLike) -> Iterator[tuple[int, dict]]:
 
 
 @overload
-def load_lists(path: PathLike, on_error: Literal["raise"] = "raise") -> list[VerifierList]: ...
+def load_lists(path: PathLike, on_error: Literal["raise"] = "raise", *, allow_empty: bool = False
+               ) -> list[VerifierList]: ...
 @overload
-def load_lists(path: PathLike, on_error: Literal["collect"]) -> tuple[list[VerifierList], list[DataError]]: ...
+def load_lists(path: PathLike, on_error: Literal["collect"], *, allow_empty: bool = False
+               ) -> tuple[list[VerifierList], list[DataError]]: ...
 
 
-def load_lists(path: PathLike, on_error: str = "raise"):
-    """Read and validate every row; repeated idx values are errors too (scorers key by idx)."""
+def load_lists(path: PathLike, on_error: str = "raise", *, allow_empty: bool = False):
+    """Read and validate every row; repeated idx values are errors too (scorers key by idx).
+
+    A file without rows is an error unless ``allow_empty`` (e.g. a testbed split the data could
+    not fill, written by ``save_lists`` as an empty JSONL or a zero-row parquet with the schema)."""
     if on_error not in ("raise", "collect"):
         raise ValueError(f"on_error must be 'raise' or 'collect', got {on_error!r}")
     lists: list[VerifierList] = []
@@ -203,7 +208,7 @@ def load_lists(path: PathLike, on_error: str = "raise"):
             continue
         first_row[lst.idx] = number
         lists.append(lst)
-    if not lists and not errors:
+    if not lists and not errors and not allow_empty:
         errors_or_raise = DataError(f"{path}: holds no rows")
         if on_error == "raise":
             raise errors_or_raise
@@ -224,8 +229,8 @@ def save_lists(lists: Sequence[VerifierList], path: PathLike) -> Path:
             import pyarrow as pa
             import pyarrow.parquet as pq
 
-            try:
-                table = pa.Table.from_pylist(rows)
+            try:  # zero rows: still the layout's columns, so readers see the schema
+                table = pa.Table.from_pylist(rows) if rows else _empty_schema().empty_table()
             except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
                 raise DataError(f"save {path}: columns cannot form a parquet table ({e})") from None
             pq.write_table(table, tmp)
@@ -239,6 +244,17 @@ def save_lists(lists: Sequence[VerifierList], path: PathLike) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def _empty_schema():  # the parquet schema of a zero-row list file: the layout columns
+    import pyarrow as pa
+
+    text = pa.string()
+    return pa.schema([("idx", text), ("query", text), ("candidates", pa.list_(text)),
+                      ("pass_rates", pa.list_(pa.float64())), ("chosen_position", pa.int64()),
+                      ("chosen_answer", text), ("language", text), ("prompt_id", text), ("generator", text),
+                      ("num_candidates", pa.int64()), ("easy_hard", text), ("weak_strong", text),
+                      ("source", text)])
 
 
 # ---------------------------------------------------------------------------- permutation, pairs

@@ -27,7 +27,20 @@ from aletheia_ray.testbed.stats import SPLIT_ORDER, render_stats, split_stats
 
 
 class BuildError(RuntimeError):
-    """The build finished but violates an invariant (contamination, adversarial mismatch)."""
+    """The build finished but violates an invariant (contamination, adversarial mismatch) or
+    produced no Train or Heldout lists."""
+
+
+def _empty_split_error(splits: dict, buckets: dict, report: BuildReport, candidates_used: int) -> Optional[str]:
+    empty = [n for n in ("train", "heldout") if not splits[n]]
+    if not empty:
+        return None
+    issues = ", ".join(f"{cat}={len(items)}" for cat, items in
+                       sorted(report.issues.items(), key=lambda kv: -len(kv[1]))[:4]) or "none"
+    return (f"split(s) {' and '.join(empty)} came out empty: {candidates_used} usable candidates, "
+            f"weak/easy bucket {buckets['weak/easy']['lists']} lists over "
+            f"{buckets['weak/easy']['questions']} problems (Train and Heldout need weak/easy lists on "
+            f"both sides of the problem partition); bad inputs: {issues} (see summary.json)")
 
 
 def _bucket_sizes(lists: list[VerifierList]) -> dict[str, dict]:
@@ -59,8 +72,10 @@ def build_testbed(problems_path: str, candidates_path: str, out_dir: str, cfg: T
                                      cfg.adversarial.negative, cfg.seed, report)
     shared = contamination(splits)
 
-    verification = {"lists": 0, "programs": 0, "same_pass_rate": 0, "infra_errors": 0, "mismatches": []}
-    if cfg.adversarial.verify_sample and splits["adv"]:
+    verification = {"lists": 0, "programs": 0, "same_pass_rate": 0, "infra_errors": 0, "mismatches": [],
+                    "per_transform": {}, "transforms_checked": []}
+    adv_cfg = cfg.adversarial
+    if (adv_cfg.verify_sample or adv_cfg.verify_per_transform) and splits["adv"]:
         def submission_for(lst: VerifierList, sub_id: str, code: str):
             return problems[lst.prompt_id].submission(sub_id, lst.language, code)
 
@@ -72,8 +87,8 @@ def build_testbed(problems_path: str, candidates_path: str, out_dir: str, cfg: T
             return results
 
         originals = {l.idx: l for l in splits["heldout"]}
-        verification = verify_adversarial(splits["adv"], originals, cfg.adversarial.verify_sample,
-                                          submission_for, run, cfg.seed)
+        verification = verify_adversarial(splits["adv"], originals, adv_cfg.verify_sample,
+                                          submission_for, run, cfg.seed, adv_cfg.verify_per_transform)
 
     for name in SPLIT_ORDER:
         save_lists(splits[name], out / f"{name}.jsonl")
@@ -86,7 +101,7 @@ def build_testbed(problems_path: str, candidates_path: str, out_dir: str, cfg: T
             "regex code tokens (identifiers/numbers one token, other non-space characters one each)") +
             ". Similarity: " + similarity.__doc__.split("Similarity of two programs: ")[1].split("\n\n")[0]
             .replace("\n", " ").strip())
-    (out / "stats.md").write_text(render_stats(stats, buckets, shared, note), encoding="utf-8")
+    (out / "stats.md").write_text(render_stats(stats, buckets, shared, note, verification), encoding="utf-8")
 
     report.info.update({
         "seed": cfg.seed, "problems_used": len(problems), "candidates_used": len(cands),
@@ -103,6 +118,9 @@ def build_testbed(problems_path: str, candidates_path: str, out_dir: str, cfg: T
     print(f"testbed: wrote {', '.join(f'{n}={len(splits[n])}' for n in SPLIT_ORDER)} lists to {out}; "
           f"buckets {json.dumps(buckets)}; adversarial verified {verification['same_pass_rate']}/"
           f"{verification['programs']} programs", file=sys.stderr)
+    empty = _empty_split_error(splits, buckets, report, len(cands))
+    if empty:
+        raise BuildError(empty)
     if any(shared.values()):
         raise BuildError(f"problem ids shared between train and evaluation splits: {shared}")
     if verification["mismatches"] and cfg.adversarial.fail_on_mismatch:

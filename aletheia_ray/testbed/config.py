@@ -52,6 +52,9 @@ class SplitsConfig(StrictModel):
     strong_size: int = Field(2_000, ge=1)
     hard_size: int = Field(2_000, ge=1)
     adv_size: int = Field(1_000, ge=0)  # Heldout lists that get adversarial modifications
+    # evaluation splits: "available" fills the target size even over (length, language) as far as
+    # the pool allows; "exact" first cuts every group to the smallest one (smaller, exactly even)
+    balance: Literal["available", "exact"] = "available"
 
 
 class AdversarialConfig(StrictModel):
@@ -61,7 +64,8 @@ class AdversarialConfig(StrictModel):
     negative: list[str] = Field(default_factory=lambda: [
         "minification", "misleading_comments", "identifier_renaming", "reverse_authority",
         "reverse_bandwagon", "self_declared_incorrectness"])
-    verify_sample: int = Field(4, ge=0)  # Adv lists whose programs are re-run in the sandbox
+    verify_sample: int = Field(4, ge=0)  # Adv lists whose programs are all re-run in the sandbox
+    verify_per_transform: int = Field(1, ge=0)  # + this many programs per (transform, language) used
     fail_on_mismatch: bool = True  # a verified variant that changes pass rate fails the build
 
     @model_validator(mode="after")

@@ -4,7 +4,8 @@ The cache is an append-only JSONL file, one line per finished execution keyed by
 sha256(problem id, test fingerprint, language, code); it is flushed after every result, so a
 crashed build re-runs only what had not finished. Sandbox infrastructure failures
 (``pass_rate=None``) are never cached and never become 0: the candidate is reported and skipped.
-Backends: a local thread pool of ``Executor`` slots 0..N-1 (default) or the Ray ``SandboxPool``.
+Backends: a local thread pool of ``Executor`` slots 0..N-1 (default) or Ray sandbox actors; both
+yield results in completion order and each result is cached the moment it arrives.
 """
 from __future__ import annotations
 
@@ -25,7 +26,6 @@ from aletheia_ray.testbed.report import BuildReport
 
 # A runner takes submissions and yields (index, result) as each finishes, in any order.
 Runner = Callable[[list[Submission]], Iterator[tuple[int, SubmissionResult]]]
-RAY_CHUNK = 64
 
 
 def execution_key(problem: Problem, language: str, code: str) -> str:
@@ -62,30 +62,42 @@ class ExecutionCache:
 
 
 def thread_runner(cfg: ExecutionConfig) -> Runner:
-    """Run on ``cfg.workers`` local Executors (slots 0..workers-1) via ``sandbox.parallel.run_local``."""
+    """Run on ``cfg.workers`` local Executors (slots 0..workers-1) via ``sandbox.parallel.run_local``,
+    yielding in completion order (a slow candidate does not hold back the cache lines behind it)."""
     from aletheia_ray.sandbox.parallel import run_local
 
     def run(subs: list[Submission]) -> Iterator[tuple[int, SubmissionResult]]:
         with closing(run_local(subs, workers=cfg.workers, isolation=cfg.isolation,
-                               allow_unisolated=cfg.allow_unisolated)) as results:
-            yield from enumerate(results)
+                               allow_unisolated=cfg.allow_unisolated, ordered=False)) as results:
+            yield from results
 
     return run
 
 
 def ray_runner(cfg: ExecutionConfig) -> Runner:
-    """Run on the Ray ``SandboxPool`` (Ray must be initialised by the caller), in chunks so the
-    cache is written as chunks finish; the pool lives for one call."""
+    """Run on Ray sandbox actors (Ray must be initialised by the caller): ``cfg.workers``
+    one-actor ``SandboxPool``s (slots 0..workers-1, each keeping the pool's timeout, retry and
+    restart handling), each fed one submission at a time by a ``run_local`` worker thread, so
+    results are yielded (and cached) as each one arrives; the pools live for one call."""
     from actors.sandbox import SandboxPool
+    from aletheia_ray.sandbox.parallel import run_local
 
     def run(subs: list[Submission]) -> Iterator[tuple[int, SubmissionResult]]:
-        pool = SandboxPool(cfg.workers, isolation=cfg.isolation, allow_unisolated=cfg.allow_unisolated)
+        pools: list[SandboxPool] = []
+
+        def make_pool_runner(slot: int) -> Callable[[Submission], SubmissionResult]:
+            pool = SandboxPool(1, isolation=cfg.isolation, allow_unisolated=cfg.allow_unisolated,
+                               slot_offset=slot)
+            pools.append(pool)
+            return lambda sub: pool.score([sub])[0]
+
         try:
-            for start in range(0, len(subs), RAY_CHUNK):
-                for k, res in enumerate(pool.score(subs[start : start + RAY_CHUNK])):
-                    yield start + k, res
+            with closing(run_local(subs, workers=cfg.workers, make_runner=make_pool_runner,
+                                   ordered=False)) as results:
+                yield from results
         finally:
-            pool.shutdown()
+            for pool in pools:
+                pool.shutdown()
 
     return run
 

@@ -4,7 +4,10 @@ Problems are partitioned once, by seed: a fraction ``eval_problem_fraction`` bec
 problems, the rest training problems. Train = Weak-Easy lists on training problems; Heldout =
 Weak-Easy, Strong = Strong-Easy, Hard = Weak-Hard lists on evaluation problems (the Adv split is
 made from Heldout). Each split is subsampled to its target size evenly over (list length,
-language) and, inside each of those groups, round-robin over problems for diversity.
+language) and, inside each of those groups, round-robin over problems for diversity. The result is
+even only when the target size is below what the smaller groups can fill: a split that takes the
+whole pool keeps the pool's proportions, unless ``splits.balance: exact``, which cuts every
+(length, language) group of an evaluation split to the smallest group's size first.
 """
 from __future__ import annotations
 
@@ -41,8 +44,10 @@ def _round_robin(groups: list[list]) -> list:
     return out
 
 
-def balanced_sample(lists: list[VerifierList], size: int, rng: random.Random) -> list[VerifierList]:
-    """Up to ``size`` lists, even over (num_candidates, language), problems spread round-robin."""
+def balanced_sample(lists: list[VerifierList], size: int, rng: random.Random, exact: bool = False
+                    ) -> list[VerifierList]:
+    """Up to ``size`` lists, even over (num_candidates, language), problems spread round-robin;
+    ``exact``: at most the smallest group's size from every group."""
     by_key: dict[tuple, dict[str, list[VerifierList]]] = defaultdict(lambda: defaultdict(list))
     for lst in lists:
         by_key[(lst.num_candidates, lst.language)][lst.prompt_id].append(lst)
@@ -53,6 +58,9 @@ def balanced_sample(lists: list[VerifierList], size: int, rng: random.Random) ->
             rng.shuffle(v)
         rng.shuffle(per_problem)
         ordered_groups.append(_round_robin(per_problem))
+    if exact and ordered_groups:
+        cap = min(len(g) for g in ordered_groups)
+        ordered_groups = [g[:cap] for g in ordered_groups]
     return _round_robin(ordered_groups)[:size]
 
 
@@ -65,7 +73,7 @@ def make_splits(lists: list[VerifierList], cfg: SplitsConfig, seed: int) -> tupl
         allowed = train_ids if side == "train" else eval_ids
         pool = [l for l in lists if l.weak_strong == tier and l.easy_hard == bucket and l.prompt_id in allowed]
         rng = random.Random(f"{seed}:split:{name}")
-        chosen = balanced_sample(pool, sizes[name], rng)
+        chosen = balanced_sample(pool, sizes[name], rng, exact=cfg.balance == "exact" and side == "eval")
         rng.shuffle(chosen)
         splits[name] = [replace(l, idx=f"{name}-{n}", extra={**l.extra, "build_key": l.idx})
                         for n, l in enumerate(chosen)]

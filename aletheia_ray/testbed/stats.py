@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Callable
+from typing import Callable, Optional
 
 from tqdm import tqdm
 
@@ -33,7 +33,7 @@ def _fmt(v) -> str:
 
 
 def render_stats(stats: dict[str, dict], buckets: dict[str, dict], contamination: dict[str, list],
-                 similarity_note: str) -> str:
+                 similarity_note: str, verification: Optional[dict] = None) -> str:
     lines = ["# Testbed statistics", "",
              "| split | #rows | #questions | mean code length (tokens) | mean within-list similarity | lists by length | languages |",
              "|---|---|---|---|---|---|---|"]
@@ -53,6 +53,15 @@ def render_stats(stats: dict[str, dict], buckets: dict[str, dict], contamination
     shared = {k: v for k, v in contamination.items() if v}
     lines += ["", "## Contamination check", "",
               "No problem id appears in both Train and an evaluation split." if not shared
-              else f"PROBLEM IDS SHARED WITH TRAIN: {shared}", "",
-              "## Measures", "", similarity_note, ""]
+              else f"PROBLEM IDS SHARED WITH TRAIN: {shared}", ""]
+    per = (verification or {}).get("per_transform") or {}
+    lines += ["## Adversarial verification in the sandbox", ""]
+    if per:
+        lines += [f"{verification['same_pass_rate']}/{verification['programs']} modified programs keep "
+                  f"the original's pass rate.", "",
+                  "| transform/language | #programs | same pass rate | infra errors |", "|---|---|---|---|"]
+        lines += [f"| {k} | {v['programs']} | {v['same_pass_rate']} | {v['infra_errors']} |" for k, v in per.items()]
+    else:
+        lines.append("Not run (adversarial.verify_sample = verify_per_transform = 0, or no Adv lists).")
+    lines += ["", "## Measures", "", similarity_note, ""]
     return "\n".join(lines)

@@ -78,30 +78,57 @@ def make_adversarial(heldout: list[VerifierList], size: int, positive: list[str]
     return out
 
 
+def _verification_sample(adv: list[VerifierList], sample: int, per_transform: int, seed: int
+                         ) -> tuple[list[tuple[VerifierList, int]], int]:
+    """Programs to re-run: ``per_transform`` per (transform, language) present in ``adv`` (so a
+    rarely drawn transform is never skipped), plus every program of ``sample`` random lists."""
+    rng = random.Random(f"{seed}:adv-verify")
+    strata: dict[tuple[str, str], list[tuple[VerifierList, int]]] = {}
+    for lst in adv:
+        for k, name in enumerate(lst.extra["adv_transforms"]):
+            if name != "none":
+                strata.setdefault((name, lst.language), []).append((lst, k))
+    picked: dict[tuple[str, int], tuple[VerifierList, int]] = {}
+    for key in sorted(strata):
+        for lst, k in rng.sample(strata[key], min(per_transform, len(strata[key]))):
+            picked[(lst.idx, k)] = (lst, k)
+    chosen = rng.sample(adv, min(sample, len(adv)))
+    for lst in chosen:
+        for k in range(len(lst.candidates)):
+            picked.setdefault((lst.idx, k), (lst, k))
+    return list(picked.values()), len(chosen)
+
+
 def verify_adversarial(adv: list[VerifierList], originals: dict[str, VerifierList], sample: int,
                        submission_for: Callable[[VerifierList, str, str], Submission],
-                       run: Callable[[list[Submission]], list[SubmissionResult]], seed: int) -> dict:
-    """Run original and modified programs of ``sample`` Adv lists; they must agree exactly."""
-    rng = random.Random(f"{seed}:adv-verify")
-    chosen = rng.sample(adv, min(sample, len(adv)))
-    subs, meta = [], []
-    for lst in chosen:
-        orig = originals[lst.extra["heldout_idx"]]
-        for k, (before, after) in enumerate(zip(orig.candidates, lst.candidates)):
-            subs.append(submission_for(lst, f"{lst.idx}-{k}-orig", before))
-            subs.append(submission_for(lst, f"{lst.idx}-{k}-adv", after))
-            meta.append((lst, k))
+                       run: Callable[[list[Submission]], list[SubmissionResult]], seed: int,
+                       per_transform: int = 1) -> dict:
+    """Run original and modified programs of a stratified sample (see ``_verification_sample``);
+    they must agree exactly (pass rate, and compile error or not). Counts per transform/language."""
+    meta, n_lists = _verification_sample(adv, sample, per_transform, seed)
+    subs = []
+    for lst, k in meta:
+        before = originals[lst.extra["heldout_idx"]].candidates[k]
+        subs.append(submission_for(lst, f"{lst.idx}-{k}-orig", before))
+        subs.append(submission_for(lst, f"{lst.idx}-{k}-adv", lst.candidates[k]))
     results = run(subs)
     mismatches, infra = [], 0
+    per: dict[str, dict[str, int]] = {}
     for m, (lst, k) in enumerate(meta):
         a, b = results[2 * m], results[2 * m + 1]
+        name = lst.extra["adv_transforms"][k]
+        counts = per.setdefault(f"{name}/{lst.language}", {"programs": 0, "same_pass_rate": 0, "infra_errors": 0})
+        counts["programs"] += 1
         if a.pass_rate is None or b.pass_rate is None:
             infra += 1
+            counts["infra_errors"] += 1
             continue
         same = a.pass_rate == b.pass_rate and (a.status == Status.CE) == (b.status == Status.CE)
-        if not same:
-            mismatches.append({"idx": lst.idx, "candidate": k, "transform": lst.extra["adv_transforms"][k],
+        if same:
+            counts["same_pass_rate"] += 1
+        else:
+            mismatches.append({"idx": lst.idx, "candidate": k, "transform": name,
                                "original": [a.status.value, a.pass_rate], "modified": [b.status.value, b.pass_rate]})
-    return {"lists": len(chosen), "programs": len(meta), "same_pass_rate": len(meta) - len(mismatches) - infra,
-            "infra_errors": infra, "mismatches": mismatches,
+    return {"lists": n_lists, "programs": len(meta), "same_pass_rate": len(meta) - len(mismatches) - infra,
+            "infra_errors": infra, "mismatches": mismatches, "per_transform": dict(sorted(per.items())),
             "transforms_checked": sorted({lst.extra["adv_transforms"][k] for lst, k in meta})}

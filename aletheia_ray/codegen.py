@@ -1,0 +1,128 @@
+"""Code-generation tasks (``data.kind: codegen``): problems -> prompts, cold-start targets, reward items.
+
+    tasks, report = load_codegen_tasks("../shared/data/humanevalplus_dev.jsonl.gz")
+    ids = codegen_prompt_ids(tasks[0], tokenizer, style="instruct")   # chat template, one user turn
+    text = codegen_completion(stub_code(tasks[0]), style="instruct")   # a well-formed answer
+
+Problems are read with the testbed's loader (``aletheia_ray.testbed.problems``: generic rows,
+HumanEval+, CodeContests-style ``tests``), so every row layout it knows works here; rows it
+rejects (no tests, malformed) are counted by category in the report, never dropped silently.
+Each task carries a sandbox ``Submission`` template (tests, limits, empty code): the reward pool
+(``actors/reward.py``, ``kind="pass_rate"``) swaps in the completion's last fenced code block
+(``reward_scoring.extract_code``), and a completion without one gets the format penalty and is
+counted as unparseable. Solutions are asked for in Python (call tests are Python-only).
+"""
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from aletheia_ray.prompts import STYLES, THINK_CLOSE, fenced, prompt_token_ids
+from aletheia_ray.sandbox.types import Submission
+from aletheia_ray.testbed.config import ProblemsConfig
+from aletheia_ray.testbed.problems import ID_KEYS, load_problems, read_jsonl
+from aletheia_ray.testbed.report import BuildReport
+
+LANGUAGE = "python"
+SOLUTION_KEYS = ("solution_python", "solution", "canonical_solution")  # cold_start.targets: correct
+TARGETS = ("correct", "stub")
+log = logging.getLogger("aletheia_ray.codegen")
+
+TASK_INTRO = "Solve the following programming problem in Python."
+HOW_CALL = ("Write the complete function `{entry_point}`, with its signature and every import it needs: "
+            "the tests call it directly.")
+HOW_STDIO = "Write a complete program that reads the input from standard input and prints the answer to standard output."
+ANSWER_FORMAT = {
+    "instruct": "Reply with the whole solution in a single ```python code block. Write nothing after the code block.",
+    "think": (f"Think it through first and close your reasoning with {THINK_CLOSE}. After {THINK_CLOSE}, write only "
+              "the whole solution in a single ```python code block."),
+}
+
+
+@dataclass
+class CodegenTask:
+    idx: str  # the problem id (named like VerifierList.idx, so the shared data filters can name it)
+    query: str
+    template: Submission  # tests + limits, empty code: what RewardPool(kind="pass_rate") fills in
+    entry_point: Optional[str] = None  # call tests (HumanEval+); None: stdin/stdout tests
+    solution: Optional[str] = None  # a reference solution (cold_start.targets: correct)
+
+
+def _solution(row: dict) -> Optional[str]:
+    if row.get("canonical_solution") and row.get("prompt") and row.get("entry_point"):
+        return row["prompt"] + row["canonical_solution"]  # HumanEval+: the body completes the prompt
+    return next((row[k] for k in SOLUTION_KEYS if isinstance(row.get(k), str) and row[k].strip()), None)
+
+
+def load_codegen_tasks(path: str, *, max_call_inputs: int = 60) -> tuple[list[CodegenTask], dict[str, Any]]:
+    """Python-judgeable problems of ``path`` (file order) and a report of what was skipped and why."""
+    report = BuildReport()
+    problems = load_problems(path, ProblemsConfig(min_tests=1, max_call_inputs=max_call_inputs), report)
+    solutions = {}
+    for _, row in read_jsonl(path):
+        pid = next((row[k] for k in ID_KEYS if isinstance(row, dict) and row.get(k) not in (None, "")), None)
+        if pid is not None:
+            solutions.setdefault(str(pid), _solution(row))
+    tasks = []
+    for pid, problem in problems.items():
+        if LANGUAGE not in problem.languages:
+            report.add("not_python", pid, f"tests judge only {problem.languages}")
+            continue
+        tasks.append(CodegenTask(idx=pid, query=problem.query, template=problem.submission(pid, LANGUAGE, ""),
+                                 entry_point=problem.tests.get("entry_point"), solution=solutions.get(pid)))
+    if not tasks:
+        raise ValueError(f"data.train_path {path}: no problem with Python-judgeable tests "
+                         f"(skipped: {dict(Counter({k: len(v) for k, v in report.issues.items()}))})")
+    for category, items in sorted(report.issues.items()):
+        log.warning("%s: %d problems skipped (%s), e.g. %s", path, len(items), category, items[0]["message"])
+    skipped = {f"data/skipped_{k}": len(v) for k, v in sorted(report.issues.items())}
+    return tasks, {"data/num_problems_read": len(tasks) + sum(skipped.values()), **skipped}
+
+
+def codegen_user_prompt(task: CodegenTask, *, style: str = "instruct") -> str:
+    """The user turn: what to write (function or stdio program), the problem, the answer format."""
+    if style not in STYLES:
+        raise ValueError(f"unknown prompt style {style!r}; use one of {STYLES}")
+    if not task.query.strip():
+        raise ValueError(f"problem {task.idx}: empty problem statement")
+    how = HOW_CALL.format(entry_point=task.entry_point) if task.entry_point else HOW_STDIO
+    return "\n\n".join([f"{TASK_INTRO} {how}", "## Problem\n\n" + task.query.strip(),
+                        "## Your answer\n\n" + ANSWER_FORMAT[style]]) + "\n"
+
+
+def codegen_messages(task: CodegenTask, *, style: str = "instruct") -> list[dict]:
+    return [{"role": "user", "content": codegen_user_prompt(task, style=style)}]
+
+
+def codegen_prompt_ids(task: CodegenTask, tokenizer: Any, *, style: str = "instruct") -> list[int]:
+    """Chat-template token ids of one code-generation prompt."""
+    return prompt_token_ids(tokenizer, codegen_messages(task, style=style))
+
+
+def codegen_completion(code: str, style: str = "instruct", reasoning: str = "") -> str:
+    """A well-formed answer (cold-start target): the code in a ```python block (think: after </think>)."""
+    block = fenced(code, LANGUAGE)
+    if style == "think":
+        return f"{reasoning.strip()}\n{THINK_CLOSE}\n\n{block}"
+    return f"{reasoning.strip()}\n{block}".strip()
+
+
+def stub_code(task: CodegenTask) -> str:
+    """A runnable program with the task's interface that solves nothing (format-only cold start)."""
+    if task.entry_point:
+        return f"def {task.entry_point}(*args):\n    return None"
+    return "print(0)"
+
+
+def cold_start_code(task: CodegenTask, targets: str) -> str:
+    """The code of a cold-start target: the reference solution ("correct") or ``stub_code`` ("stub")."""
+    if targets == "stub":
+        return stub_code(task)
+    if targets != "correct":
+        raise ValueError(f"cold_start.targets {targets!r} is not for data.kind codegen; use one of {TARGETS}")
+    if not task.solution:
+        raise ValueError(f"problem {task.idx}: cold_start.targets 'correct' needs a reference solution "
+                         f"(one of {SOLUTION_KEYS}) in the row")
+    return task.solution
