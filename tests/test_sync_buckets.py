@@ -78,3 +78,26 @@ def test_sync_errors_carry_parties():
     err = SyncTimeoutError("timed out: rollout engine 1", ["rollout engine 1"])
     assert isinstance(err, TimeoutError) and isinstance(err, SyncError)
     assert err.parties == ["rollout engine 1"]
+
+
+def test_reload_warning_is_dropped_only_for_layers_without_checkpoint_weights():
+    import logging
+
+    from aletheia_ray.sync.vllm_extension import RELOAD_LOGGER, quiet_computed_layer_warnings
+
+    logger, seen = logging.getLogger(RELOAD_LOGGER), []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            seen.append(record.getMessage())
+
+    handler = Collect()
+    logger.addHandler(handler)
+    try:
+        with quiet_computed_layer_warnings():
+            logger.warning("%s: Failed to load weights", "RotaryEmbedding")
+            logger.warning("%s: Failed to load weights", "QKVParallelLinear")  # a real missing weight
+        logger.warning("%s: Failed to load weights", "RotaryEmbedding")  # outside a reload: untouched
+    finally:
+        logger.removeHandler(handler)
+    assert seen == ["QKVParallelLinear: Failed to load weights", "RotaryEmbedding: Failed to load weights"]

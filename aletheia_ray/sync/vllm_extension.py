@@ -9,10 +9,15 @@ processes a layer only once all of its weights arrived (a fused qkv may straddle
 bucket gets its own buffer since vLLM may keep views of it until its layer is complete.
 
 The caller resets the prefix cache afterwards (stale KV from old weights is otherwise reused).
+vLLM warns "<Layer>: Failed to load weights" for every layer a reload did not feed; for layers with
+no checkpoint weights (``COMPUTED_LAYERS``: rotary embeddings, whose cos/sin cache vLLM restores
+itself) that warning is dropped, so every sync does not print it; any other layer still warns.
 Method names are prefixed ``aletheia_`` so they never clash with vLLM's own worker methods.
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import warnings
 from typing import Iterator
 
@@ -20,6 +25,28 @@ import torch
 
 from aletheia_ray.sync import groups
 from aletheia_ray.sync.buckets import BucketSpec, unpack_bucket
+
+
+RELOAD_LOGGER = "vllm.model_executor.model_loader.reload.layerwise"
+COMPUTED_LAYERS = frozenset({"RotaryEmbedding"})  # no checkpoint weights: nothing to load, restored by vLLM
+
+
+class ComputedLayerReloadFilter(logging.Filter):
+    """Drops vLLM's "Failed to load weights" warning for ``COMPUTED_LAYERS`` only."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.msg == "%s: Failed to load weights" and bool(record.args)
+                    and record.args[0] in COMPUTED_LAYERS)
+
+
+@contextlib.contextmanager
+def quiet_computed_layer_warnings():
+    logger, flt = logging.getLogger(RELOAD_LOGGER), ComputedLayerReloadFilter()
+    logger.addFilter(flt)
+    try:
+        yield
+    finally:
+        logger.removeFilter(flt)
 
 
 class WeightReloadExtension:
@@ -30,7 +57,8 @@ class WeightReloadExtension:
         return device if isinstance(device, torch.device) else torch.device("cpu")
 
     def _aletheia_reload(self, weights: Iterator[tuple[str, torch.Tensor]]) -> None:
-        self.reload_weights(weights_iterator=weights, is_checkpoint_format=True)
+        with quiet_computed_layer_warnings():
+            self.reload_weights(weights_iterator=weights, is_checkpoint_format=True)
 
     def aletheia_load_from_object_refs(self, specs: list[BucketSpec], refs: list) -> int:
         """Fetch each bucket from the Ray object store (zero-copy on CPU) and reload weights.
