@@ -114,6 +114,9 @@ class LearnerConfig(StrictModel):
 class ReferenceConfig(StrictModel):
     enabled: bool = True  # ignored (off) when algorithm.beta == 0
     sync_steps: int = Field(100, ge=0)  # re-sync from the learner every N steps; 0 = never
+    # compute reference logprobs while the learner computes old logprobs (independent passes on
+    # different actors); timing_s/ref is then only the wait left after old_logprob
+    overlap_old_logprob: bool = True
     num_cpus: float = Field(1.0, gt=0)
     num_gpus: float = Field(0.0, ge=0)
 

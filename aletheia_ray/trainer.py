@@ -261,11 +261,17 @@ class Trainer:
                 adv = group_relative_advantages([g.reward for g in gens], [g.prompt_index for g in gens],
                                                 normalize_by_std=a.norm_adv_by_std)
                 batch = generations_to_batch(gens, adv.advantages, pad_id=self.pad_id)
-            if self.reference is not None:
-                with timer("ref"):
-                    batch.ref_logprobs = ray.get(self.reference.compute_logprobs.remote(batch, r.temperature))
+            ref_logprobs = None
+            if self.reference is not None:  # submitted first: it runs during old_logprob unless told not to
+                ref_logprobs = self.reference.compute_logprobs.remote(batch, r.temperature)
+                if not cfg.reference.overlap_old_logprob:
+                    with timer("ref"):
+                        ray.wait([ref_logprobs], fetch_local=False)
             with timer("old_logprob"):
                 batch.old_logprobs = self.learner.compute_logprobs(batch, r.temperature)
+            if ref_logprobs is not None:
+                with timer("ref"):  # overlapped: only the part of the reference pass not hidden by old_logprob
+                    batch.ref_logprobs = ray.get(ref_logprobs)
             with timer("update"):
                 actor = self._update(step, batch, [g.prompt_index for g in gens])
             with timer("gen_wait"):  # generation and weight loading never overlap

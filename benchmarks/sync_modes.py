@@ -26,23 +26,29 @@ CONFIG = REPO / "configs" / "debug_cpu_synthetic.yaml"
 MODES = ("on_policy", "async_tis", "batch_online")
 
 
-def run_mode(mode: str, args: argparse.Namespace, root: Path) -> list[dict]:
+def run_train(name: str, overrides: list[str], root: Path, config: Path = CONFIG) -> list[dict]:
+    """One ``aletheia-train`` run (own Ray temp dir, output under ``root/name``); its metrics rows."""
     from aletheia_ray.tracking import read_metrics
 
-    out = root / mode
-    overrides = [f"output_dir={out}", f"algorithm.sync_mode={mode}", f"trainer.total_steps={args.steps}",
+    out = root / name
+    overrides = [f"output_dir={out}", *overrides, f"ray.temp_dir={tempfile.mkdtemp(prefix='bray', dir='/tmp')}"]
+    print(f"[{name}] aletheia-train --config {config.name} {' '.join(overrides)}", file=sys.stderr, flush=True)
+    proc = subprocess.run([sys.executable, "-m", "launch.train", "--config", str(config), *overrides],
+                          cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"{name}: aletheia-train failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return read_metrics(out)
+
+
+def run_mode(mode: str, args: argparse.Namespace, root: Path) -> list[dict]:
+    overrides = [f"algorithm.sync_mode={mode}", f"trainer.total_steps={args.steps}",
                  "trainer.save_steps=0", "trainer.save_final=false", "evaluation.enabled=false",
                  "logging.wandb=disabled", "logging.progress=false", f"cold_start.steps={args.cold_start_steps}",
                  f"algorithm.prompts_per_step={args.prompts}", f"algorithm.samples_per_prompt={args.samples}",
-                 f"rollout.max_new_tokens={args.max_new_tokens}", f"ray.temp_dir={tempfile.mkdtemp(prefix='bray', dir='/tmp')}"]
+                 f"rollout.max_new_tokens={args.max_new_tokens}"]
     if mode == "batch_online":
         overrides += [f"algorithm.updates_per_generation={args.bo_updates}"]
-    print(f"[{mode}] aletheia-train {' '.join(overrides)}", file=sys.stderr, flush=True)
-    proc = subprocess.run([sys.executable, "-m", "launch.train", "--config", str(CONFIG), *overrides, *args.extra],
-                          cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"{mode}: aletheia-train failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return read_metrics(out)
+    return run_train(mode, overrides + args.extra, root)
 
 
 def summarize(rows: list[dict]) -> dict[str, float]:
