@@ -146,6 +146,16 @@ def test_call_tests_charge_hangs_and_crashes_to_their_own_input(ex):
 
 
 @pytest.mark.sandbox
+def test_generated_python_can_use_numpy_in_the_sandbox(ex):
+    # scripts/install.sh installs Debian's python3-numpy; its libblas.so.3 resolves through
+    # /etc/alternatives, bound read-only (HumanEval/71 candidates import numpy)
+    code = "import numpy as np\ndef f(xs):\n    return float(np.dot(np.array(xs), np.array(xs)))\n"
+    res = ex.run(Submission(id="np", language="python", code=code, entry_point="f",
+                            inputs=[[[1.0, 2.0]], [[3.0]]], expected=[5.0, 9.0]))
+    assert res.status == Status.OK and res.pass_rate == 1.0, [t.detail[-200:] for t in res.tests]
+
+
+@pytest.mark.sandbox
 def test_call_tests_missing_entry_point_and_tuple_types(ex):
     res = ex.run(Submission(id="c", language="python", code="def g(x):\n    return x\n",
                             entry_point="f", inputs=[[1]], expected=[1]))

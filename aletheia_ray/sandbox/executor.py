@@ -35,7 +35,9 @@ from aletheia_ray.sandbox.values import decode_call_line, values_match  # noqa: 
 log = logging.getLogger(__name__)
 
 COMPILE_TIME_S, COMPILE_MEMORY_MB = 30.0, 2048
-JAVA_CONF = ("/etc/java-17-openjdk",)
+# read-only host config the sandbox needs: the JVM's, and Debian's alternatives symlinks (numpy's
+# libblas.so.3 resolves through /etc/alternatives); symlinks and config only, no secrets
+SYSTEM_CONF_RO = ("/etc/java-17-openjdk", "/etc/alternatives")
 
 
 @dataclass
@@ -208,7 +210,7 @@ class Executor:
                 if self.seccomp_path:
                     fds = (os.open(self.seccomp_path, os.O_RDONLY),)
                 full = iso.bwrap_argv(prog, writable, limits, fds[0] if fds else None,
-                                      self.harness, extra_ro=JAVA_CONF) + argv
+                                      self.harness, extra_ro=SYSTEM_CONF_RO) + argv
                 env, cwd = dict(iso.BWRAP_ENV), None
             else:
                 scratch = prog if writable else tempfile.mkdtemp(dir=self.root)
