@@ -1,4 +1,4 @@
-"""Learner group: N DeepSpeed ZeRO-2 ranks as Ray actors forming one process group.
+"""Learner group: N DeepSpeed ZeRO-2 (or ZeRO-3) ranks as Ray actors forming one process group.
 
 ``LearnerGroup`` (driver side) shards a ``TrainBatch`` over the ranks; each ``LearnerRank`` runs
 forward/backward over its micro-batches. Token-level (DAPO) normalisation uses the GLOBAL token
@@ -6,13 +6,19 @@ count: every rank's loss is ``sum(its tokens) / global_tokens * world_size`` bec
 gradients over ranks. Gradient accumulation: the accumulation boundary is set by hand on the last
 micro-batch, so one ``train_step`` is exactly one optimizer step whatever the batch size.
 
+Memory (``MemoryOptions``, docs/memory.md): logprobs are computed at the scored positions only,
+``logprob_chunk_tokens`` at a time (never [rows, positions, vocab] logits); micro-batches are a
+row cap or a token budget (rows grouped by length, each trimmed to its longest row); gradient
+checkpointing, ZeRO-3 and optimizer/parameter offload are config choices. Every micro-batch
+reaches the model through ``TrainBatch.to(self.device)``, the device DeepSpeed put the
+parameters on; the model's forward checks its inputs are there.
+
 Placement: the ranks sit in one placement group, rank r in bundle r (``learner_bundles``). Without
 a ``placement_group`` argument the group creates its own (PACK by default: ranks on as few nodes
 as possible) and removes it on ``shutdown``; a given one is used as is and left to its owner.
 """
 from __future__ import annotations
 
-import math
 import os
 import socket
 import time
@@ -24,13 +30,17 @@ from ray.util.placement_group import placement_group as create_placement_group
 from ray.util.placement_group import remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-from aletheia_ray.algorithms.logprobs import causal_lm_logprobs, masked_sum
+from aletheia_ray.algorithms.logprobs import masked_sum, scored_logprobs
 from aletheia_ray.algorithms.registry import check_loss_kwargs, compute_loss
 from aletheia_ray.algorithms.schedules import constant_with_warmup_scheduler
 from aletheia_ray.batch import TrainBatch
+from aletheia_ray.causal_lm import DTYPES, Scored, batch_logprobs, load_causal_lm
+from aletheia_ray.device import add_forward_device_check, model_device
+from aletheia_ray.memory_options import (MemoryOptions, deepspeed_config, enable_gradient_checkpointing,
+                                         make_optimizer, peak_memory_gb)
+from aletheia_ray.micro_batches import micro_batches, plan_micro_batches
 from aletheia_ray.sync import WeightSenderMixin
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 _ADDITIVE = "additive"  # loss metrics are sums over tokens / global count: add across micro-batches and ranks
 
 
@@ -66,34 +76,6 @@ def learner_bundles(num_ranks: int, num_cpus_per_rank: float, num_gpus_per_rank:
     return [dict(bundle) for _ in range(num_ranks)]
 
 
-def load_causal_lm(model_path: str, dtype: str, attn_implementation: str) -> torch.nn.Module:
-    """A HF causal LM in eval mode (dropout off: RL logprobs must not depend on dropout noise)."""
-    from transformers import AutoModelForCausalLM
-
-    if dtype not in DTYPES:
-        raise ValueError(f"unknown dtype {dtype!r}; choose one of {sorted(DTYPES)}")
-    if not os.path.isdir(model_path):
-        raise FileNotFoundError(f"model directory {model_path!r} does not exist")
-    model = AutoModelForCausalLM.from_pretrained(
-        model_path, dtype=DTYPES[dtype], attn_implementation=attn_implementation
-    )
-    return model.eval()
-
-
-def batch_logprobs(model, batch: TrainBatch, micro_batch_size: int, temperature: float) -> torch.Tensor:
-    """[B, T-1] float32 CPU logprobs, computed in micro-batches without gradients."""
-    device = next(model.parameters()).device
-    out = []
-    with torch.no_grad():
-        for start in range(0, len(batch), micro_batch_size):
-            mb = batch.slice(start, start + micro_batch_size)
-            logprobs, _ = causal_lm_logprobs(
-                model, mb.input_ids.to(device), mb.attention_mask.to(device), temperature
-            )
-            out.append(logprobs.float().cpu())
-    return torch.cat(out, dim=0)
-
-
 def shard_rows(batch: TrainBatch, num_shards: int) -> list[TrainBatch]:
     """Contiguous, near-equal row shards (sizes differ by at most one)."""
     if len(batch) < num_shards:
@@ -108,17 +90,20 @@ def shard_rows(batch: TrainBatch, num_shards: int) -> list[TrainBatch]:
 
 
 class LearnerRank(WeightSenderMixin):
-    """One data-parallel rank: HF model wrapped by a DeepSpeed ZeRO-2 engine."""
+    """One data-parallel rank: HF model wrapped by a DeepSpeed ZeRO-2 (or -3) engine."""
 
     def __init__(self, rank: int, world_size: int, model_path: str, *, lr: float, weight_decay: float,
                  warmup_steps: int, grad_clip: float, micro_batch_size: int, dtype: str,
-                 attn_implementation: str, backend: str, seed: int):
+                 attn_implementation: str, backend: str, seed: int, memory: Optional[MemoryOptions] = None):
         self.rank, self.world_size, self.model_path = rank, world_size, model_path
         self.opt = dict(lr=lr, weight_decay=weight_decay, warmup_steps=warmup_steps, grad_clip=grad_clip,
                         micro_batch_size=micro_batch_size, dtype=dtype, attn_implementation=attn_implementation,
                         backend=backend, seed=seed)
         self.micro_batch_size = micro_batch_size
+        self.memory = memory or MemoryOptions()
         self.engine = None
+        self.device: Optional[torch.device] = None
+        self._full_weights: Optional[dict[str, torch.Tensor]] = None  # ZeRO-3: rank 0's gathered copy
 
     def master_address(self) -> tuple[str, int]:
         """Rank 0 picks the rendezvous address (its node IP) and a free port."""
@@ -128,55 +113,64 @@ class LearnerRank(WeightSenderMixin):
         return ray.util.get_node_ip_address(), port
 
     def init_process_group(self, master_addr: str, master_port: int) -> None:
-        """Join the process group (all ranks call this concurrently) and build the ZeRO-2 engine."""
+        """Join the process group (all ranks call this concurrently) and build the ZeRO engine."""
         import deepspeed
 
-        o = self.opt
+        o, mem = self.opt, self.memory
         os.environ.update(MASTER_ADDR=master_addr, MASTER_PORT=str(master_port), RANK=str(self.rank),
                           WORLD_SIZE=str(self.world_size), LOCAL_RANK="0")  # Ray pins one device per actor
         deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False  # no ~90 s JIT build on CPU
         deepspeed.init_distributed(dist_backend=o["backend"])
         torch.manual_seed(o["seed"])
         model = load_causal_lm(self.model_path, o["dtype"], o["attn_implementation"])
-        optimizer = torch.optim.AdamW(model.parameters(), lr=o["lr"], weight_decay=o["weight_decay"])
-        config = {
-            "train_micro_batch_size_per_gpu": o["micro_batch_size"],
-            "gradient_accumulation_steps": 1,  # accumulation is driven by hand, see train_step
-            "gradient_clipping": o["grad_clip"],
-            "zero_optimization": {"stage": 2, "overlap_comm": False, "contiguous_gradients": True},
-            "bf16": {"enabled": o["dtype"] == "bfloat16"},
-            "zero_allow_untested_optimizer": True,  # torch AdamW: no FusedAdam JIT build (~220 s)
-            "steps_per_print": 2**62,
-        }
+        if mem.gradient_checkpointing:
+            enable_gradient_checkpointing(model)
+        add_forward_device_check(model)
+        device = torch.device(deepspeed.get_accelerator().current_device_name())
+        optimizer = make_optimizer(model, lr=o["lr"], weight_decay=o["weight_decay"],
+                                   offload_optimizer=mem.offload_optimizer, device=device)
+        config = deepspeed_config(micro_batch_size=o["micro_batch_size"], grad_clip=o["grad_clip"], dtype=o["dtype"],
+                                  zero_stage=mem.zero_stage, offload_optimizer=mem.offload_optimizer,
+                                  offload_params=mem.offload_params)
         self.engine, *_ = deepspeed.initialize(
             model=model, optimizer=optimizer, config=config,
             lr_scheduler=constant_with_warmup_scheduler(optimizer, o["warmup_steps"]),
         )
-        self.engine.module.eval()
+        self.device = model_device(self.engine)  # where DeepSpeed put the parameters, not an assumption
+        self._gather_full_weights()
 
     def placement(self) -> dict:
         """Where Ray put this rank (placement group id in hex, node id)."""
         ctx = ray.get_runtime_context()
         return {"placement_group_id": ctx.get_placement_group_id(), "node_id": ctx.get_node_id()}
 
-    def compute_logprobs(self, shard: TrainBatch, temperature: float = 1.0) -> torch.Tensor:
-        return batch_logprobs(self.engine.module, shard, self.micro_batch_size, temperature)
+    def peak_memory(self) -> dict[str, float]:
+        return peak_memory_gb()
+
+    def compute_logprobs(self, shard: TrainBatch, temperature: float = 1.0, scored: Scored = "all",
+                         num_micro_batches: Optional[int] = None) -> torch.Tensor:
+        mem = self.memory
+        return batch_logprobs(self.engine.module, shard, micro_batch_size=self.micro_batch_size,
+                              max_tokens=mem.max_tokens_per_micro_batch, temperature=temperature,
+                              chunk_tokens=mem.logprob_chunk_tokens, scored=scored,
+                              num_micro_batches=num_micro_batches)
 
     def train_step(self, shard: TrainBatch, loss: str, loss_kwargs: dict, *, global_num_tokens: float,
                    global_num_sequences: float, num_micro_batches: int, temperature: float = 1.0) -> dict:
         """Accumulate gradients over ``num_micro_batches`` (the same on every rank: each backward is a
-        collective under ZeRO-2; a rank with fewer rows repeats its last micro-batch with weight 0),
+        collective under ZeRO; a rank with fewer micro-batches repeats its last one with weight 0),
         then take one optimizer step. Returns additive metric sums and grad_norm / lr."""
-        engine = self.engine
-        micro = [shard.slice(s, s + self.micro_batch_size) for s in range(0, len(shard), self.micro_batch_size)]
+        engine, mem = self.engine, self.memory
+        micro = [mb for _, mb in micro_batches(shard, self.micro_batch_size, mem.max_tokens_per_micro_batch)]
         weights = [1.0] * len(micro) + [0.0] * (num_micro_batches - len(micro))
         micro += [micro[-1]] * (num_micro_batches - len(micro))
         sums: dict[str, float] = {}
         for i, (mb, weight) in enumerate(zip(micro, weights)):
+            mb = mb.to(self.device)
             engine.set_gradient_accumulation_boundary(i == num_micro_batches - 1)
-            logprobs, entropy = causal_lm_logprobs(
-                engine, mb.input_ids, mb.attention_mask, temperature, with_entropy=True
-            )
+            logprobs, entropy = scored_logprobs(engine, mb.input_ids, mb.attention_mask, mb.loss_mask,
+                                                temperature=temperature, with_entropy=True,
+                                                chunk_tokens=mem.logprob_chunk_tokens)
             mb_loss, metrics = compute_loss(loss, logprobs, mb, global_num_tokens=global_num_tokens,
                                             global_num_sequences=global_num_sequences, **loss_kwargs)
             engine.backward(mb_loss * (weight * self.world_size))
@@ -186,6 +180,7 @@ class LearnerRank(WeightSenderMixin):
             for key, value in metrics.items():
                 sums[key] = sums.get(key, 0.0) + weight * value
         grad_norm = engine.get_global_grad_norm()
+        self._gather_full_weights()
         return {_ADDITIVE: sums, "grad_norm": float(grad_norm) if grad_norm is not None else float("nan"),
                 "lr": float(engine.get_lr()[0])}
 
@@ -196,7 +191,26 @@ class LearnerRank(WeightSenderMixin):
         path, client_state = self.engine.load_checkpoint(directory)
         if path is None:
             raise FileNotFoundError(f"no DeepSpeed checkpoint found in {directory!r} (missing 'latest' tag?)")
+        self._gather_full_weights()
         return client_state
+
+    def _gather_full_weights(self) -> None:
+        """ZeRO-3 only: every rank takes part in gathering each partitioned parameter (a collective),
+        rank 0 keeps a CPU copy for weight sync, HF export and the reference re-sync, which only
+        rank 0 serves. Called at the end of every call all ranks make (init, train_step, load)."""
+        if self.memory.zero_stage != 3:
+            return
+        import deepspeed
+
+        module, full = self.engine.module, {}
+        for name, param in module.named_parameters(remove_duplicate=False):  # tied lm_head.weight too
+            with deepspeed.zero.GatheredParameters([param], modifier_rank=None):
+                if self.rank == 0:
+                    full[name] = param.detach().to("cpu", copy=True)
+        if self.rank == 0:
+            for name, tensor in module.state_dict().items():  # persistent buffers: never partitioned
+                full.setdefault(name, tensor.detach().to("cpu", copy=True))
+            self._full_weights = full
 
     def full_state_dict(self) -> dict[str, torch.Tensor]:
         """Cloned, contiguous CPU copies (a ZeRO-2 state_dict is views into one flat buffer: pickling
@@ -205,6 +219,11 @@ class LearnerRank(WeightSenderMixin):
 
     def named_weights_for_sync(self) -> Iterator[tuple[str, torch.Tensor]]:
         """Full weights incl. ``lm_head.weight`` when tied (state_dict has it, named_parameters not)."""
+        if self.memory.zero_stage == 3:
+            if self._full_weights is None:
+                raise RuntimeError(f"learner rank {self.rank} holds no gathered ZeRO-3 weights (only rank 0 does)")
+            yield from self._full_weights.items()
+            return
         for name, tensor in self.engine.module.state_dict().items():
             yield name, tensor.detach()
 
@@ -224,13 +243,14 @@ class LearnerGroup:
                  warmup_steps: int = 0, grad_clip: float = 1.0, micro_batch_size: int, dtype: str = "float32",
                  attn_implementation: str = "sdpa", backend: str = "gloo", seed: int = 0,
                  call_timeout_s: Optional[float] = None, placement_strategy: str = "PACK",
-                 ready_timeout_s: float = 600):
+                 ready_timeout_s: float = 600, memory: Optional[MemoryOptions] = None):
         if num_ranks < 1 or micro_batch_size < 1:
             raise ValueError(f"num_ranks ({num_ranks}) and micro_batch_size ({micro_batch_size}) must be >= 1")
         if dtype not in DTYPES:
             raise ValueError(f"unknown dtype {dtype!r}; choose one of {sorted(DTYPES)}")
         self.num_ranks = num_ranks
         self.call_timeout_s = call_timeout_s
+        self.memory = memory or MemoryOptions()
         self.ranks: list = []
         self.placement_group, self._owns_placement_group = placement_group, placement_group is None
         if placement_group is None:
@@ -251,7 +271,7 @@ class LearnerGroup:
                 name=None).remote(
                 r, num_ranks, model_path, lr=lr, weight_decay=weight_decay, warmup_steps=warmup_steps,
                 grad_clip=grad_clip, micro_batch_size=micro_batch_size, dtype=dtype,
-                attn_implementation=attn_implementation, backend=backend, seed=seed))
+                attn_implementation=attn_implementation, backend=backend, seed=seed, memory=self.memory))
         self.micro_batch_size = micro_batch_size
         try:
             addr, port = ray.get(self.ranks[0].master_address.remote(), timeout=ready_timeout_s)
@@ -263,10 +283,19 @@ class LearnerGroup:
     def _gather(self, refs: list, what: str) -> list:
         return gather_ranks(refs, what, self.call_timeout_s)
 
-    def compute_logprobs(self, batch: TrainBatch, temperature: float = 1.0) -> torch.Tensor:
-        shards = shard_rows(batch, min(self.num_ranks, len(batch)))
-        parts = self._gather([rank.compute_logprobs.remote(s, temperature) for rank, s in zip(self.ranks, shards)],
-                             "compute_logprobs")
+    def _num_micro_batches(self, shards: list[TrainBatch]) -> int:
+        """The most micro-batches any rank's shard needs (every rank runs that many)."""
+        return max(len(plan_micro_batches(s.row_lengths(), self.micro_batch_size,
+                                          self.memory.max_tokens_per_micro_batch)) for s in shards)
+
+    def compute_logprobs(self, batch: TrainBatch, temperature: float = 1.0, scored: Scored = "all") -> torch.Tensor:
+        """[B, T-1] logprobs at the scored positions ("all" real tokens | the "response" tokens of
+        the loss), zeros elsewhere. Under ZeRO-3 every rank runs as many forwards (collectives)."""
+        zero3 = self.memory.zero_stage == 3
+        shards = shard_rows(batch, self.num_ranks if zero3 else min(self.num_ranks, len(batch)))
+        num_micro = self._num_micro_batches(shards) if zero3 else None
+        parts = self._gather([rank.compute_logprobs.remote(s, temperature, scored, num_micro)
+                              for rank, s in zip(self.ranks, shards)], "compute_logprobs")
         return torch.cat(parts, dim=0)
 
     def train_step(self, batch: TrainBatch, loss: str, loss_kwargs: Optional[dict] = None, *,
@@ -279,7 +308,7 @@ class LearnerGroup:
             raise ValueError("train_step got a batch without response tokens (loss_mask is all zero)")
         num_sequences = float((batch.loss_mask.sum(-1) > 0).sum())
         shards = shard_rows(batch, self.num_ranks)
-        num_micro = max(math.ceil(len(s) / self.micro_batch_size) for s in shards)
+        num_micro = self._num_micro_batches(shards)
         results = self._gather([
             rank.train_step.remote(s, loss, loss_kwargs, global_num_tokens=num_tokens,
                                    global_num_sequences=num_sequences, num_micro_batches=num_micro,
@@ -307,6 +336,11 @@ class LearnerGroup:
     def get_weights_ref(self) -> ray.ObjectRef:
         """ObjectRef of rank 0's cloned, contiguous CPU state dict (for ``ReferenceActor.load_weights``)."""
         return self.ranks[0].full_state_dict.remote()
+
+    def peak_memory(self) -> dict[str, float]:
+        """Each rank's peak memory, as ``memory/learner_rank{r}/<key>`` (GiB)."""
+        per_rank = self._gather([rank.peak_memory.remote() for rank in self.ranks], "peak_memory")
+        return {f"memory/learner_rank{r}/{k}": v for r, m in enumerate(per_rank) for k, v in m.items()}
 
     def placements(self) -> list[dict]:
         """Each rank's ``LearnerRank.placement()``, in rank order."""

@@ -132,6 +132,12 @@ class RolloutEngine:
         does not take the engine lock, so with ``max_concurrency > 1`` it answers during a call."""
         return [dict(e) for e in list(self._activity)]
 
+    def peak_memory(self) -> dict[str, float]:
+        """This engine process's peak memory (vLLM runs in-process on CPU); no engine lock taken."""
+        from aletheia_ray.memory_options import peak_memory_gb
+
+        return peak_memory_gb()
+
     def info(self) -> dict:
         return {"start_time_s": self.start_time_s, "pid": os.getpid(),
                 "threads_bind": os.environ.get("VLLM_CPU_OMP_THREADS_BIND"),

@@ -54,3 +54,28 @@ class TrainBatch:
         """The given rows, in the given order (e.g. one mini-batch of whole prompt groups)."""
         index = torch.as_tensor(rows, dtype=torch.long)
         return TrainBatch(**{k: None if v is None else v.index_select(0, index) for k, v in self.__dict__.items()})
+
+    def row_lengths(self) -> list[int]:
+        """Real (unpadded) tokens per row."""
+        return [int(n) for n in self.attention_mask.sum(-1).tolist()]
+
+    def trim_padding(self) -> "TrainBatch":
+        """Drop the trailing columns that are padding in every row (right padding: exact)."""
+        length = max(self.row_lengths(), default=0)
+        if length >= self.input_ids.shape[1]:
+            return self
+        out = {}
+        for key, value in self.__dict__.items():
+            if value is None or value.dim() == 1:  # per-row tensors ([B] advantages) have no columns
+                out[key] = value
+            else:
+                out[key] = value[:, : length if key in _FULL_LENGTH else length - 1]
+        return TrainBatch(**out)
+
+    def to(self, device: torch.device | str) -> "TrainBatch":
+        """THE way a batch reaches a model: every tensor moved to ``device`` (the device of the
+        model's parameters, ``aletheia_ray.device.model_device``)."""
+        return TrainBatch(**{k: None if v is None else v.to(device) for k, v in self.__dict__.items()})
+
+
+_FULL_LENGTH = ("input_ids", "attention_mask")  # [B, T]; every other per-token tensor is [B, T-1]

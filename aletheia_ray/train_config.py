@@ -14,6 +14,7 @@ from typing import Any, Literal, Optional, Union
 from pydantic import Field, field_validator, model_validator
 
 from aletheia_ray.config import StrictModel
+from aletheia_ray.memory_options import MemoryOptions
 from aletheia_ray.rewards import REWARD_FNS, STYLES
 from aletheia_ray.sync.modes import SyncPolicy, make_sync_policy
 
@@ -104,11 +105,32 @@ class LearnerConfig(StrictModel):
     weight_decay: float = Field(0.0, ge=0)
     warmup_ratio: float = Field(0.05, ge=0, lt=1)  # constant schedule after a linear warm-up
     grad_clip: float = Field(1.0, gt=0)
-    micro_batch_size: int = Field(4, gt=0)
+    micro_batch_size: int = Field(4, gt=0)  # rows per micro-batch (a cap when a token budget is set)
+    # token budget per micro-batch (rows x longest row after grouping rows by length); None: rows only.
+    # Must be >= model.max_model_len (one whole sequence always fits). docs/memory.md
+    max_tokens_per_micro_batch: Optional[int] = Field(None, gt=0)
+    logprob_chunk_tokens: int = Field(1024, gt=0)  # scored positions whose logits exist at once
+    gradient_checkpointing: bool = False  # recompute decoder layers in the backward pass
+    zero_stage: Literal[2, 3] = 2  # 3: parameters partitioned over the ranks too
+    offload_optimizer: bool = False  # fp32 master weights + Adam states in host memory
+    offload_params: bool = False  # ZeRO-3 only: parameters in host memory between uses
     backend: Literal["gloo", "nccl"] = "gloo"
     # a learner call (update, logprobs, checkpoint) that has not finished by then is a hang: fail
     # naming the silent ranks instead of waiting forever
     call_timeout_s: float = Field(3600.0, gt=0)
+
+    @field_validator("offload_params")
+    @classmethod
+    def _offload_params_needs_zero3(cls, value: bool, info) -> bool:
+        if value and info.data.get("zero_stage") != 3:
+            raise ValueError("offload_params needs learner.zero_stage=3 (ZeRO-2 keeps full parameters on every rank)")
+        return value
+
+    def memory_options(self) -> MemoryOptions:
+        return MemoryOptions(zero_stage=self.zero_stage, offload_optimizer=self.offload_optimizer,
+                             offload_params=self.offload_params, gradient_checkpointing=self.gradient_checkpointing,
+                             max_tokens_per_micro_batch=self.max_tokens_per_micro_batch,
+                             logprob_chunk_tokens=self.logprob_chunk_tokens)
 
 
 class ReferenceConfig(StrictModel):
@@ -119,6 +141,10 @@ class ReferenceConfig(StrictModel):
     overlap_old_logprob: bool = True
     num_cpus: float = Field(1.0, gt=0)
     num_gpus: float = Field(0.0, ge=0)
+    # its logprob pass's micro-batches; None: the learner's (learner.micro_batch_size,
+    # learner.max_tokens_per_micro_batch; chunking: learner.logprob_chunk_tokens)
+    micro_batch_size: Optional[int] = Field(None, gt=0)
+    max_tokens_per_micro_batch: Optional[int] = Field(None, gt=0)
 
 
 class OverlongConfig(StrictModel):
@@ -285,6 +311,11 @@ class TrainConfig(StrictModel):
         if self.reward.overlong.enabled and self.reward.overlong.cache > self.rollout.max_new_tokens:
             raise ValueError(f"reward.overlong.cache ({self.reward.overlong.cache}) must not exceed "
                              f"rollout.max_new_tokens ({self.rollout.max_new_tokens})")
+        for key, budget in (("learner", self.learner.max_tokens_per_micro_batch),
+                            ("reference", self.reference.max_tokens_per_micro_batch)):
+            if budget is not None and budget < self.model.max_model_len:
+                raise ValueError(f"{key}.max_tokens_per_micro_batch ({budget}) must be >= model.max_model_len "
+                                 f"({self.model.max_model_len}): a whole sequence must fit in one micro-batch")
         if self.rollout.max_new_tokens >= self.model.max_model_len:
             raise ValueError(f"rollout.max_new_tokens ({self.rollout.max_new_tokens}) must be below "
                              f"model.max_model_len ({self.model.max_model_len})")

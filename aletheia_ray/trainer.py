@@ -38,6 +38,7 @@ from actors.rollout import RolloutPool
 from aletheia_ray import checkpoint as ckpt
 from aletheia_ray.algorithms import group_relative_advantages
 from aletheia_ray.config import config_to_dict, dump_config
+from aletheia_ray.memory_options import peak_memory_gb
 from aletheia_ray.data.synthetic import make_synthetic_lists, random_chance_list_acc
 from aletheia_ray.models import resolve_model_path
 from aletheia_ray.reward_scoring import Overlong, score_verdict
@@ -111,6 +112,7 @@ class Trainer:
         o = cfg.reward.overlong
         self.overlong = Overlong(cfg.rollout.max_new_tokens, o.cache) if o.enabled else None
         self.learner = self.rollout = self.reference = self.rewards = self.sandbox = self.weight_sync = None
+        self._memory_pending: dict[str, Any] = {}  # actor name -> ObjectRef of its peak_memory()
 
     # ------------------------------------------------------------------ setup
 
@@ -156,12 +158,15 @@ class Trainer:
                                     num_gpus_per_rank=l.num_gpus_per_rank, lr=l.lr, weight_decay=l.weight_decay,
                                     warmup_steps=warmup, grad_clip=l.grad_clip, micro_batch_size=l.micro_batch_size,
                                     dtype=cfg.model.dtype, attn_implementation=cfg.model.attn_implementation,
-                                    backend=l.backend, seed=cfg.seed, call_timeout_s=l.call_timeout_s)
+                                    backend=l.backend, seed=cfg.seed, call_timeout_s=l.call_timeout_s,
+                                    memory=l.memory_options())
             if cfg.use_reference:
                 self.reference = ReferenceActor.options(num_cpus=cfg.reference.num_cpus,
                                                         num_gpus=cfg.reference.num_gpus).remote(
                     self.ref_model, cfg.model.dtype, attn_implementation=cfg.model.attn_implementation,
-                    micro_batch_size=l.micro_batch_size)
+                    micro_batch_size=cfg.reference.micro_batch_size or l.micro_batch_size,
+                    max_tokens_per_micro_batch=cfg.reference.max_tokens_per_micro_batch or l.max_tokens_per_micro_batch,
+                    logprob_chunk_tokens=l.logprob_chunk_tokens)
             self.sandbox = self._sandbox_pool()  # None unless reward.kind is pass_rate
             self.rewards = RewardPool(kind=cfg.reward.kind, fn=cfg.reward.fn, style=cfg.data.prompt_style,
                                       strict=cfg.reward.strict, num_actors=cfg.reward.num_actors,
@@ -263,12 +268,12 @@ class Trainer:
                 batch = generations_to_batch(gens, adv.advantages, pad_id=self.pad_id)
             ref_logprobs = None
             if self.reference is not None:  # submitted first: it runs during old_logprob unless told not to
-                ref_logprobs = self.reference.compute_logprobs.remote(batch, r.temperature)
+                ref_logprobs = self.reference.compute_logprobs.remote(batch, r.temperature, "response")
                 if not cfg.reference.overlap_old_logprob:
                     with timer("ref"):
                         ray.wait([ref_logprobs], fetch_local=False)
             with timer("old_logprob"):
-                batch.old_logprobs = self.learner.compute_logprobs(batch, r.temperature)
+                batch.old_logprobs = self.learner.compute_logprobs(batch, r.temperature, "response")
             if ref_logprobs is not None:
                 with timer("ref"):  # overlapped: only the part of the reference pass not hidden by old_logprob
                     batch.ref_logprobs = ray.get(ref_logprobs)
@@ -289,6 +294,7 @@ class Trainer:
         metrics.update(actor)
         metrics.update({k: v for k, v in sync.items() if k != "timing_s/sync"})
         metrics.update(timer.times)
+        metrics.update(self.memory_metrics())
         metrics.update({"timing_s/gen": gen_seconds, "perf/throughput": tokens / timer.times["timing_s/step"],
                         "perf/gen_tokens_per_s": sum(len(g.response_ids) for g in gens) / gen_seconds,
                         "perf/total_num_tokens": tokens, "epoch": rollout.epoch,
@@ -327,6 +333,28 @@ class Trainer:
                 "eval/parse_rate": sum(s.parsed_ok for s in scored) / len(scored),
                 "eval/random_baseline": random_chance_list_acc(lists), "eval/num_lists": len(lists)}
 
+    def memory_metrics(self, final: bool = False) -> dict[str, float]:
+        """``memory/<actor>/peak_rss_gb`` (+ ``peak_gpu_allocated_gb`` on GPU) of the controller and every
+        actor. Polled without waiting: what was asked at the end of one step is read at the end of
+        the next (an engine already generating the next batch answers late instead of stalling the
+        loop). ``final=True`` (end of run, every actor idle) asks everyone and waits for the answers."""
+        out = {f"memory/controller/{k}": v for k, v in peak_memory_gb().items()}
+        asks = {f"learner_rank{r}": rank.peak_memory.remote() for r, rank in enumerate(self.learner.ranks)}
+        asks.update({f"rollout_engine{i}": e.peak_memory.remote() for i, e in enumerate(self.rollout.engines)})
+        if self.reference is not None:
+            asks["reference"] = self.reference.peak_memory.remote()
+        pending, self._memory_pending = (asks, {}) if final else (self._memory_pending, {})
+        for name, ref in pending.items():
+            ready, _ = ray.wait([ref], timeout=60 if final else 0)
+            if ready:
+                out.update({f"memory/{name}/{k}": v for k, v in ray.get(ref).items()})
+            else:
+                self._memory_pending[name] = ref
+        if not final:
+            for name, ref in asks.items():
+                self._memory_pending.setdefault(name, ref)
+        return out
+
     # ------------------------------------------------------------------ the loop
 
     def run(self) -> dict[str, Any]:
@@ -352,6 +380,11 @@ class Trainer:
                 extra.update(self.evaluate())
         finally:
             extra["final_step"] = self.state.step
+            if self.learner is not None and self.rollout is not None:
+                try:
+                    extra.update(self.memory_metrics(final=True))
+                except Exception as exc:  # noqa: BLE001 - a dead actor must not hide the run's own error
+                    log.warning("peak memory of the actors not collected: %s", exc)
             summary = tracker.close(extra)
         return summary
 

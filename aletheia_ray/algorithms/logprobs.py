@@ -4,6 +4,9 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
+import torch.utils.checkpoint
+
+from aletheia_ray.device import check_on_device
 
 
 def token_logprobs(logits: torch.Tensor, labels: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
@@ -61,8 +64,10 @@ def causal_lm_logprobs(
     temperature: float = 1.0,
     with_entropy: bool = False,
 ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-    """Log p(input_ids[:, t+1] | prefix) for a HF causal LM: [B, T] -> [B, T-1] (+ entropy, no grad).
+    """The plain path: log p(input_ids[:, t+1] | prefix) from the full logits ([B, T] -> [B, T-1]).
 
+    Materialises [B, T, V] logits (and fp32 copies): fine for tests and tiny models, the memory
+    wall for real ones. Training uses ``scored_logprobs``, which tests compare against this.
     Right padding only, so default position ids (0..T-1) are right for every row.
     """
     logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits[:, :-1]
@@ -71,4 +76,87 @@ def causal_lm_logprobs(
     if with_entropy:
         with torch.no_grad():
             entropy = entropy_from_logits(logits / temperature if temperature != 1.0 else logits)
+    return logprobs, entropy
+
+
+# Config fields that change logits after the output head (Gemma-2 soft-capping, Cohere/Granite
+# scaling): scored_logprobs applies the head itself, so such models are refused, not mis-scored.
+_LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling")
+
+
+def output_head(model: torch.nn.Module) -> torch.nn.Module:
+    """The model's output projection (``lm_head``), checking nothing else transforms its logits."""
+    module = getattr(model, "module", model)  # a DeepSpeed engine wraps the HF model
+    config = getattr(module, "config", None)
+    for key in _LOGIT_TRANSFORMS:
+        if getattr(config, key, None) not in (None, 1.0):
+            raise NotImplementedError(f"{type(module).__name__} sets config.{key}={getattr(config, key)}: "
+                                      "scored_logprobs applies only the plain output head")
+    head = module.get_output_embeddings()
+    if head is None:
+        raise ValueError(f"{type(module).__name__} has no output embeddings (not a causal LM head model)")
+    return head
+
+
+def _score_chunk(head: torch.nn.Module, hidden: torch.Tensor, labels: torch.Tensor, temperature: float,
+                 with_entropy: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    logits = head(hidden)  # [n, V]: the only place logits exist, n <= chunk_tokens
+    logprobs = token_logprobs(logits, labels, temperature)
+    if not with_entropy:
+        return logprobs, logprobs.new_zeros(())
+    with torch.no_grad():
+        entropy = entropy_from_logits(logits / temperature if temperature != 1.0 else logits)
+    return logprobs, entropy
+
+
+def scored_logprobs(
+    model: torch.nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    scored_mask: Optional[torch.Tensor] = None,
+    *,
+    temperature: float = 1.0,
+    with_entropy: bool = False,
+    chunk_tokens: int = 1024,
+) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """Per-token logprobs (and entropy, no gradient) at the scored positions only, never holding
+    [rows, all positions, vocab] logits: [B, T] -> [B, T-1] float32, zeros off ``scored_mask``.
+
+    ``scored_mask`` [B, T-1] (default: every real token, ``attention_mask[:, 1:]``) picks the
+    positions; their final hidden states go through the output head ``chunk_tokens`` at a time.
+    With gradients on, each chunk is recomputed in the backward pass (activation checkpointing of
+    the head), so the backward holds one chunk's logits too. ``model`` may be a DeepSpeed engine:
+    calling it (not its module) keeps ZeRO's backward hooks. Only the last position's logits are
+    asked of the model (``logits_to_keep=1``); its final normed hidden states come back as
+    ``hidden_states[-1]``.
+    """
+    if chunk_tokens < 1:
+        raise ValueError(f"chunk_tokens must be >= 1, got {chunk_tokens}")
+    out = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False,
+                output_hidden_states=True, logits_to_keep=1)
+    hidden = out.hidden_states[-1][:, :-1]  # [B, T-1, H]: predicts input_ids[:, 1:]
+    if scored_mask is None:
+        scored_mask = attention_mask[:, 1:]
+    check_on_device("scored_logprobs", hidden.device, scored_mask=scored_mask, labels=input_ids)
+    where = scored_mask.bool().nonzero(as_tuple=True)
+    picked_hidden, labels = hidden[where], input_ids[:, 1:][where]  # [N, H], [N]
+    head = output_head(model)
+    recompute = torch.is_grad_enabled() and picked_hidden.requires_grad
+    logprob_parts, entropy_parts = [], []
+    for start in range(0, picked_hidden.shape[0], chunk_tokens):
+        args = (head, picked_hidden[start:start + chunk_tokens], labels[start:start + chunk_tokens],
+                temperature, with_entropy)
+        if recompute:
+            lp, ent = torch.utils.checkpoint.checkpoint(_score_chunk, *args, use_reentrant=False)
+        else:
+            lp, ent = _score_chunk(*args)
+        logprob_parts.append(lp)
+        entropy_parts.append(ent)
+    shape = scored_mask.shape
+    flat = torch.cat(logprob_parts) if logprob_parts else hidden.new_zeros(0, dtype=torch.float32)
+    logprobs = hidden.new_zeros(shape, dtype=torch.float32).index_put(where, flat)
+    entropy = None
+    if with_entropy:
+        flat_entropy = torch.cat(entropy_parts) if entropy_parts else flat.detach()
+        entropy = hidden.new_zeros(shape, dtype=torch.float32).index_put(where, flat_entropy)
     return logprobs, entropy

@@ -1,0 +1,59 @@
+"""Micro-batches of a rank's rows: a row cap, or a token budget with rows grouped by length.
+
+With ``max_tokens=None`` a micro-batch is ``max_rows`` consecutive rows (padded to the longest row
+of the whole batch, as before). With a token budget, rows are sorted by length (longest first) and
+packed greedily while ``rows x longest row`` stays within ``max_tokens`` (and rows within
+``max_rows``); each micro-batch is then trimmed to its own longest row, so padding is paid per
+micro-batch, not per batch. A row longer than the budget gets a micro-batch of its own (the config
+keeps ``max_tokens >= model.max_model_len`` so that never happens in training).
+
+Loss normalisation is unaffected: every loss divides by the GLOBAL token (or sequence) count that
+the learner group passes in, so any partition of the rows gives the same loss and gradient.
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterator, Optional
+
+import torch
+
+from aletheia_ray.batch import TrainBatch
+
+
+def plan_micro_batches(lengths: list[int], max_rows: int, max_tokens: Optional[int] = None) -> list[list[int]]:
+    """Row indices of each micro-batch; every row in exactly one."""
+    if max_rows < 1:
+        raise ValueError(f"micro-batch row cap must be >= 1, got {max_rows}")
+    if max_tokens is None:
+        return [list(range(s, min(s + max_rows, len(lengths)))) for s in range(0, len(lengths), max_rows)]
+    if max_tokens < 1:
+        raise ValueError(f"max_tokens_per_micro_batch must be >= 1, got {max_tokens}")
+    order = sorted(range(len(lengths)), key=lambda r: (-lengths[r], r))
+    plan: list[list[int]] = []
+    for row in order:  # longest first: a micro-batch's first row is its longest
+        current = plan[-1] if plan else None
+        if current and len(current) < max_rows and (len(current) + 1) * lengths[current[0]] <= max_tokens:
+            current.append(row)
+        else:
+            plan.append([row])
+    return plan
+
+
+def micro_batches(batch: TrainBatch, max_rows: int, max_tokens: Optional[int] = None
+                  ) -> Iterator[tuple[list[int], TrainBatch]]:
+    """``(rows, micro_batch)`` pairs; a token-budget micro-batch is trimmed to its longest row."""
+    for rows in plan_micro_batches(batch.row_lengths(), max_rows, max_tokens):
+        if max_tokens is None:
+            yield rows, batch.slice(rows[0], rows[-1] + 1)
+        else:
+            yield rows, batch.select(rows).trim_padding()
+
+
+def gather_rows(batch: TrainBatch, max_rows: int, max_tokens: Optional[int],
+                fn: Callable[[TrainBatch], torch.Tensor]) -> torch.Tensor:
+    """Run ``fn`` ([n, L-1] per-token values of a micro-batch) over the micro-batches and put the
+    results back at their rows in a [B, T-1] float32 CPU tensor (zeros past each row's end)."""
+    out = torch.zeros(batch.input_ids.shape[0], batch.input_ids.shape[1] - 1, dtype=torch.float32)
+    for rows, mb in micro_batches(batch, max_rows, max_tokens):
+        values = fn(mb).float().cpu()
+        out[torch.as_tensor(rows), : values.shape[1]] = values
+    return out
