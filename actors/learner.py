@@ -34,7 +34,7 @@ from aletheia_ray.algorithms.logprobs import masked_sum, scored_logprobs
 from aletheia_ray.algorithms.registry import check_loss_kwargs, compute_loss
 from aletheia_ray.algorithms.schedules import constant_with_warmup_scheduler
 from aletheia_ray.batch import TrainBatch
-from aletheia_ray.causal_lm import DTYPES, Scored, batch_logprobs, load_causal_lm
+from aletheia_ray.causal_lm import DTYPES, Scored, batch_logprobs, head_calls_per_micro_batch, load_causal_lm
 from aletheia_ray.device import add_forward_device_check, model_device
 from aletheia_ray.memory_options import (MemoryOptions, deepspeed_config, enable_gradient_checkpointing,
                                          make_optimizer, peak_memory_gb)
@@ -125,18 +125,18 @@ class LearnerRank(WeightSenderMixin):
         model = load_causal_lm(self.model_path, o["dtype"], o["attn_implementation"])
         if mem.gradient_checkpointing:
             enable_gradient_checkpointing(model)
-        add_forward_device_check(model)
         device = torch.device(deepspeed.get_accelerator().current_device_name())
         optimizer = make_optimizer(model, lr=o["lr"], weight_decay=o["weight_decay"],
                                    offload_optimizer=mem.offload_optimizer, device=device)
         config = deepspeed_config(micro_batch_size=o["micro_batch_size"], grad_clip=o["grad_clip"], dtype=o["dtype"],
                                   zero_stage=mem.zero_stage, offload_optimizer=mem.offload_optimizer,
-                                  offload_params=mem.offload_params)
+                                  offload_params=mem.offload_params, pin_memory=device.type == "cuda")
         self.engine, *_ = deepspeed.initialize(
             model=model, optimizer=optimizer, config=config,
             lr_scheduler=constant_with_warmup_scheduler(optimizer, o["warmup_steps"]),
         )
-        self.device = model_device(self.engine)  # where DeepSpeed put the parameters, not an assumption
+        self.device = model_device(self.engine)  # the engine's compute device, not an assumption
+        add_forward_device_check(self.engine.module, self.device)
         self._gather_full_weights()
 
     def placement(self) -> dict:
@@ -148,18 +148,19 @@ class LearnerRank(WeightSenderMixin):
         return peak_memory_gb()
 
     def compute_logprobs(self, shard: TrainBatch, temperature: float = 1.0, scored: Scored = "all",
-                         num_micro_batches: Optional[int] = None) -> torch.Tensor:
+                         head_calls: Optional[list[int]] = None) -> torch.Tensor:
         mem = self.memory
-        return batch_logprobs(self.engine.module, shard, micro_batch_size=self.micro_batch_size,
+        return batch_logprobs(self.engine, shard, micro_batch_size=self.micro_batch_size,
                               max_tokens=mem.max_tokens_per_micro_batch, temperature=temperature,
-                              chunk_tokens=mem.logprob_chunk_tokens, scored=scored,
-                              num_micro_batches=num_micro_batches)
+                              chunk_tokens=mem.logprob_chunk_tokens, scored=scored, head_calls=head_calls)
 
     def train_step(self, shard: TrainBatch, loss: str, loss_kwargs: dict, *, global_num_tokens: float,
-                   global_num_sequences: float, num_micro_batches: int, temperature: float = 1.0) -> dict:
+                   global_num_sequences: float, num_micro_batches: int, temperature: float = 1.0,
+                   head_calls: Optional[list[int]] = None) -> dict:
         """Accumulate gradients over ``num_micro_batches`` (the same on every rank: each backward is a
         collective under ZeRO; a rank with fewer micro-batches repeats its last one with weight 0),
-        then take one optimizer step. Returns additive metric sums and grad_norm / lr."""
+        then take one optimizer step. ``head_calls`` (ZeRO-3): output-head calls per micro-batch.
+        Returns additive metric sums and grad_norm / lr."""
         engine, mem = self.engine, self.memory
         micro = [mb for _, mb in micro_batches(shard, self.micro_batch_size, mem.max_tokens_per_micro_batch)]
         weights = [1.0] * len(micro) + [0.0] * (num_micro_batches - len(micro))
@@ -170,7 +171,8 @@ class LearnerRank(WeightSenderMixin):
             engine.set_gradient_accumulation_boundary(i == num_micro_batches - 1)
             logprobs, entropy = scored_logprobs(engine, mb.input_ids, mb.attention_mask, mb.loss_mask,
                                                 temperature=temperature, with_entropy=True,
-                                                chunk_tokens=mem.logprob_chunk_tokens)
+                                                chunk_tokens=mem.logprob_chunk_tokens,
+                                                num_chunks=head_calls[i] if head_calls else None)
             mb_loss, metrics = compute_loss(loss, logprobs, mb, global_num_tokens=global_num_tokens,
                                             global_num_sequences=global_num_sequences, **loss_kwargs)
             engine.backward(mb_loss * (weight * self.world_size))
@@ -202,6 +204,7 @@ class LearnerRank(WeightSenderMixin):
             return
         import deepspeed
 
+        self._full_weights = None  # never two copies in host memory at once
         module, full = self.engine.module, {}
         for name, param in module.named_parameters(remove_duplicate=False):  # tied lm_head.weight too
             with deepspeed.zero.GatheredParameters([param], modifier_rank=None):
@@ -288,13 +291,21 @@ class LearnerGroup:
         return max(len(plan_micro_batches(s.row_lengths(), self.micro_batch_size,
                                           self.memory.max_tokens_per_micro_batch)) for s in shards)
 
+    def _head_calls(self, shards: list[TrainBatch], scored: Scored) -> Optional[list[int]]:
+        """ZeRO-3 only: the output-head calls of each micro-batch, equal on every rank."""
+        if self.memory.zero_stage != 3:
+            return None
+        return head_calls_per_micro_batch(shards, micro_batch_size=self.micro_batch_size,
+                                          max_tokens=self.memory.max_tokens_per_micro_batch, scored=scored,
+                                          chunk_tokens=self.memory.logprob_chunk_tokens)
+
     def compute_logprobs(self, batch: TrainBatch, temperature: float = 1.0, scored: Scored = "all") -> torch.Tensor:
         """[B, T-1] logprobs at the scored positions ("all" real tokens | the "response" tokens of
-        the loss), zeros elsewhere. Under ZeRO-3 every rank runs as many forwards (collectives)."""
+        the loss), zeros elsewhere. Under ZeRO-3 every rank runs as many forwards and head calls."""
         zero3 = self.memory.zero_stage == 3
         shards = shard_rows(batch, self.num_ranks if zero3 else min(self.num_ranks, len(batch)))
-        num_micro = self._num_micro_batches(shards) if zero3 else None
-        parts = self._gather([rank.compute_logprobs.remote(s, temperature, scored, num_micro)
+        head_calls = self._head_calls(shards, scored)
+        parts = self._gather([rank.compute_logprobs.remote(s, temperature, scored, head_calls)
                               for rank, s in zip(self.ranks, shards)], "compute_logprobs")
         return torch.cat(parts, dim=0)
 
@@ -308,11 +319,12 @@ class LearnerGroup:
             raise ValueError("train_step got a batch without response tokens (loss_mask is all zero)")
         num_sequences = float((batch.loss_mask.sum(-1) > 0).sum())
         shards = shard_rows(batch, self.num_ranks)
-        num_micro = self._num_micro_batches(shards)
+        head_calls = self._head_calls(shards, "response")
+        num_micro = len(head_calls) if head_calls else self._num_micro_batches(shards)
         results = self._gather([
             rank.train_step.remote(s, loss, loss_kwargs, global_num_tokens=num_tokens,
                                    global_num_sequences=num_sequences, num_micro_batches=num_micro,
-                                   temperature=temperature)
+                                   temperature=temperature, head_calls=head_calls)
             for rank, s in zip(self.ranks, shards)
         ], "train_step")
         metrics: dict[str, float] = {}

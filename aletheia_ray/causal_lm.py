@@ -41,29 +41,44 @@ def scored_mask(batch: TrainBatch, scored: Scored) -> torch.Tensor:
     raise ValueError(f"scored must be 'all' or 'response', got {scored!r}")
 
 
+def head_calls_per_micro_batch(shards: list[TrainBatch], *, micro_batch_size: int, max_tokens: Optional[int],
+                               scored: Scored, chunk_tokens: int) -> list[int]:
+    """ZeRO-3 plan: every forward and every output-head call gathers parameters, a collective all
+    ranks must make equally often. Every rank runs as many micro-batches as the longest plan (a
+    shard with fewer repeats its last, weight 0); at micro-batch ``i`` each makes the most head
+    calls any rank's micro-batch ``i`` needs. ``len(result)`` = micro-batches per rank."""
+    per_shard = []
+    for shard in shards:
+        per_shard.append([-(-int(scored_mask(mb, scored).sum()) // chunk_tokens)
+                          for _, mb in micro_batches(shard, micro_batch_size, max_tokens)])
+    longest = max(len(calls) for calls in per_shard)
+    return [max(calls[min(i, len(calls) - 1)] for calls in per_shard) for i in range(longest)]
+
+
 def batch_logprobs(model, batch: TrainBatch, *, micro_batch_size: int, max_tokens: Optional[int] = None,
                    temperature: float = 1.0, chunk_tokens: int = 1024, scored: Scored = "all",
-                   num_micro_batches: Optional[int] = None) -> torch.Tensor:
+                   head_calls: Optional[list[int]] = None) -> torch.Tensor:
     """[B, T-1] float32 CPU logprobs without gradients, zeros off the scored positions.
 
-    Each micro-batch goes to the model's device (``TrainBatch.to``) and back. ``num_micro_batches``
-    (ZeRO-3: every forward is a collective, so all ranks must run as many) repeats the last
-    micro-batch, discarding the result, until that many forwards ran."""
+    Each micro-batch goes to the model's device (``TrainBatch.to``) and back. ``head_calls``
+    (ZeRO-3, ``head_calls_per_micro_batch``) fixes the output-head calls of each forward and the
+    number of forwards: the last micro-batch is repeated, its result discarded, until that many ran."""
     device = model_device(model)
     forwards = 0
 
     def score(mb: TrainBatch) -> torch.Tensor:
         nonlocal forwards
+        num_chunks = head_calls[forwards] if head_calls is not None else None
         forwards += 1
         mb = mb.to(device)
         logprobs, _ = scored_logprobs(model, mb.input_ids, mb.attention_mask, scored_mask(mb, scored),
-                                      temperature=temperature, chunk_tokens=chunk_tokens)
+                                      temperature=temperature, chunk_tokens=chunk_tokens, num_chunks=num_chunks)
         return logprobs
 
     with torch.no_grad():
         out = gather_rows(batch, micro_batch_size, max_tokens, score)
-        if num_micro_batches is not None and forwards < num_micro_batches:
+        if head_calls is not None and forwards < len(head_calls):
             *_, (_, last) = micro_batches(batch, micro_batch_size, max_tokens)
-            for _ in range(num_micro_batches - forwards):
+            while forwards < len(head_calls):
                 score(last)
     return out

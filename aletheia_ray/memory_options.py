@@ -39,21 +39,23 @@ class MemoryOptions:
 
 
 def deepspeed_config(*, micro_batch_size: int, grad_clip: float, dtype: str, zero_stage: int = 2,
-                     offload_optimizer: bool = False, offload_params: bool = False) -> dict[str, Any]:
+                     offload_optimizer: bool = False, offload_params: bool = False,
+                     pin_memory: bool = False) -> dict[str, Any]:
     """DeepSpeed config of one learner rank. Gradient accumulation is driven by hand (one
     ``train_step`` = one optimizer step), so DeepSpeed is told 1. The optimizer is a client torch
     AdamW (no ~220 s FusedAdam JIT build on CPU); with optimizer offload DeepSpeed would insist on
     its CPU Adam, which ``zero_force_ds_cpu_optimizer: false`` lifts (the learner passes
-    DeepSpeedCPUAdam itself on GPU, see ``uses_deepspeed_cpu_adam``)."""
+    DeepSpeedCPUAdam itself on GPU, see ``uses_deepspeed_cpu_adam``). ``pin_memory`` (GPU): offloaded
+    tensors in page-locked host memory, so copies to and from the GPU are asynchronous."""
     if zero_stage not in ZERO_STAGES:
         raise ValueError(f"learner.zero_stage must be one of {ZERO_STAGES}, got {zero_stage}")
     if offload_params and zero_stage != 3:
         raise ValueError("learner.offload_params needs learner.zero_stage=3 (ZeRO-2 keeps full parameters on every rank)")
     zero: dict[str, Any] = {"stage": zero_stage, "overlap_comm": False, "contiguous_gradients": True}
     if offload_optimizer:
-        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": False}
+        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": pin_memory}
     if offload_params:
-        zero["offload_param"] = {"device": "cpu", "pin_memory": False}
+        zero["offload_param"] = {"device": "cpu", "pin_memory": pin_memory}
     return {
         "train_micro_batch_size_per_gpu": micro_batch_size,
         "gradient_accumulation_steps": 1,

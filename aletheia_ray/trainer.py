@@ -344,12 +344,15 @@ class Trainer:
         if self.reference is not None:
             asks["reference"] = self.reference.peak_memory.remote()
         pending, self._memory_pending = (asks, {}) if final else (self._memory_pending, {})
+        ready, _ = ray.wait(list(pending.values()), num_returns=len(pending), timeout=60 if final else 0)
         for name, ref in pending.items():
-            ready, _ = ray.wait([ref], timeout=60 if final else 0)
-            if ready:
-                out.update({f"memory/{name}/{k}": v for k, v in ray.get(ref).items()})
-            else:
+            if ref not in ready:
                 self._memory_pending[name] = ref
+                continue
+            try:
+                out.update({f"memory/{name}/{k}": v for k, v in ray.get(ref).items()})
+            except Exception as exc:  # noqa: BLE001 - a dead actor's memory is not worth the run's metrics
+                log.warning("peak memory of %s not collected: %s", name, exc)
         if not final:
             for name, ref in asks.items():
                 self._memory_pending.setdefault(name, ref)

@@ -26,6 +26,9 @@ OPTIONS = {
     "gradient_checkpointing": MemoryOptions(gradient_checkpointing=True),
     "token_budget": MemoryOptions(max_tokens_per_micro_batch=24, logprob_chunk_tokens=3),
     "zero3": MemoryOptions(zero_stage=3),
+    # ranks whose micro-batches need different numbers of head chunks (responses of 6, 2, 9, 4, 1 tokens):
+    # each chunk gathers lm_head, a collective, so every rank must make as many calls or it hangs
+    "zero3_uneven_chunks": MemoryOptions(zero_stage=3, logprob_chunk_tokens=2, max_tokens_per_micro_batch=24),
     "offload_optimizer": MemoryOptions(offload_optimizer=True),
     "zero3_offload_all": MemoryOptions(zero_stage=3, offload_params=True, offload_optimizer=True,
                                        gradient_checkpointing=True, max_tokens_per_micro_batch=30),

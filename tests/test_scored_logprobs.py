@@ -67,6 +67,57 @@ def test_output_head_sees_at_most_chunk_tokens_and_model_logits_are_one_position
     assert len(head_rows) == 1 + 2 * -(-num_scored // 7)  # forward chunks + their recomputation
 
 
+def test_without_gradients_no_tuple_of_layer_hidden_states_is_kept(model):
+    """The no-gradient passes (old logprobs, reference) still call the model itself (ZeRO-3's
+    bookkeeping runs in its forward) for one position of logits, and take the decoder's last
+    hidden state with a hook: no tuple of every layer's hidden states exists."""
+    batch = make_batch(model.config.vocab_size, seed=4)
+    outputs, head_rows = [], []
+    h1 = model.register_forward_hook(lambda m, args, out: outputs.append(out))
+    h2 = model.lm_head.register_forward_hook(lambda m, args, out: head_rows.append(args[0].shape[:-1].numel()))
+    try:
+        with torch.no_grad():
+            got, _ = scored_logprobs(model, batch.input_ids, batch.attention_mask, batch.loss_mask, chunk_tokens=7)
+    finally:
+        h1.remove()
+        h2.remove()
+    with torch.no_grad():
+        plain, _ = causal_lm_logprobs(model, batch.input_ids, batch.attention_mask)
+    mask = batch.loss_mask.bool()
+    assert len(outputs) == 1 and outputs[0].hidden_states is None
+    assert outputs[0].logits.shape == (batch.input_ids.shape[0], 1, model.config.vocab_size)
+    assert head_rows[0] == batch.input_ids.shape[0] and max(head_rows[1:]) <= 7
+    assert sum(head_rows[1:]) == int(batch.loss_mask.sum())
+    assert (got[mask] - plain[mask]).abs().max().item() < 1e-6
+
+
+@pytest.mark.parametrize("num_chunks", [4, 9, 40])
+def test_a_fixed_number_of_head_calls_gives_the_same_values_and_gradients(model, num_chunks):
+    """ZeRO-3 makes every rank call the head equally often: more calls than needed (empty pieces run
+    a stand-in row times 0) change neither values nor gradients, and run that many calls forward and
+    again in the backward."""
+    batch = make_batch(model.config.vocab_size, seed=6)
+    n = int(batch.loss_mask.sum())
+    free, _ = scored_logprobs(model, batch.input_ids, batch.attention_mask, batch.loss_mask, chunk_tokens=7)
+    free.sum().backward()
+    free_grads = _grads(model)
+    calls = []
+    handle = model.lm_head.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        fixed, _ = scored_logprobs(model, batch.input_ids, batch.attention_mask, batch.loss_mask, chunk_tokens=7,
+                                   num_chunks=num_chunks)
+        fixed.sum().backward()
+    finally:
+        handle.remove()
+    fixed_grads = _grads(model)
+    assert len(calls) == 1 + 2 * num_chunks  # the model's 1-position head call, chunks, recomputed chunks
+    assert (fixed - free).abs().max().item() < 1e-6
+    assert_same_gradients(fixed_grads, free_grads)
+    with pytest.raises(ValueError, match="fewer than the"):
+        scored_logprobs(model, batch.input_ids, batch.attention_mask, batch.loss_mask, chunk_tokens=7,
+                        num_chunks=-(-n // 7) - 1)
+
+
 def test_batch_pass_scores_all_or_response_positions_in_token_budget_micro_batches(model):
     batch = make_batch(model.config.vocab_size, seed=5)
     with torch.no_grad():
@@ -99,10 +150,13 @@ def test_device_checks_name_the_tensor_left_on_the_host(model):
         check_on_device("scored_logprobs", torch.device("cpu"), scored_mask=host.loss_mask, labels=batch.input_ids)
     handle = add_forward_device_check(model)
     try:
-        with pytest.raises(RuntimeError, match=r"forward: tensors not on the model's device cpu: input_ids on meta, "
-                                               r"attention_mask on meta"):
-            scored_logprobs(model, host.input_ids, host.attention_mask)
-        with pytest.raises(RuntimeError, match="scored_logprobs: .*scored_mask on meta"):
+        with pytest.raises(RuntimeError, match=r"Qwen2ForCausalLM.forward: tensors not on the model's device cpu: "
+                                               r"input_ids on meta, attention_mask on meta"):
+            model(input_ids=host.input_ids, attention_mask=host.attention_mask)
+        with pytest.raises(RuntimeError, match=r"scored_logprobs: tensors not on the model's device cpu: "
+                                               r"input_ids on meta, attention_mask on meta, scored_mask on meta"):
+            scored_logprobs(model, host.input_ids, host.attention_mask, host.loss_mask)
+        with torch.no_grad(), pytest.raises(RuntimeError, match="scored_logprobs: .*: scored_mask on meta"):
             scored_logprobs(model, batch.input_ids, batch.attention_mask, host.loss_mask)
         moved = host.to(torch.device("cpu"))  # the one move makes every path work
         got = batch_logprobs(model, host, micro_batch_size=2, max_tokens=24)  # moves each micro-batch itself

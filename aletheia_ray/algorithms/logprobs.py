@@ -6,7 +6,7 @@ from typing import Optional
 import torch
 import torch.utils.checkpoint
 
-from aletheia_ray.device import check_on_device
+from aletheia_ray.device import check_on_device, model_device
 
 
 def token_logprobs(logits: torch.Tensor, labels: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
@@ -100,13 +100,51 @@ def output_head(model: torch.nn.Module) -> torch.nn.Module:
 
 def _score_chunk(head: torch.nn.Module, hidden: torch.Tensor, labels: torch.Tensor, temperature: float,
                  with_entropy: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    logits = head(hidden)  # [n, V]: the only place logits exist, n <= chunk_tokens
+    logits = head(hidden).float()  # [n, V]: the only place logits exist, n <= chunk_tokens
     logprobs = token_logprobs(logits, labels, temperature)
     if not with_entropy:
         return logprobs, logprobs.new_zeros(())
     with torch.no_grad():
         entropy = entropy_from_logits(logits / temperature if temperature != 1.0 else logits)
     return logprobs, entropy
+
+
+def final_hidden_states(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """[B, T, H] hidden states after the final norm, without the [B, T, V] logits, from the model
+    call itself (a DeepSpeed engine's forward does ZeRO's bookkeeping and registers its backward
+    hooks on the call's outputs), asking for one position of logits.
+
+    With gradients the loss must depend on an output of the call, so every layer's hidden state is
+    returned (``hidden_states[-1]`` is after the final norm); the layers' inputs are kept for the
+    backward anyway. Without gradients a forward hook on the decoder takes its last hidden state,
+    so no tuple of every layer's states is held."""
+    if torch.is_grad_enabled():
+        out = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False,
+                    output_hidden_states=True, logits_to_keep=1)
+        return out.hidden_states[-1]
+    captured = []
+    decoder = getattr(model, "module", model).get_decoder()
+    handle = decoder.register_forward_hook(lambda module, args, out: captured.append(out[0]))
+    try:
+        model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, logits_to_keep=1)
+    finally:
+        handle.remove()
+    return captured[-1]
+
+
+def chunk_bounds(num_rows: int, chunk_tokens: int, num_chunks: Optional[int] = None) -> list[tuple[int, int]]:
+    """[start, end) of each output-head call over ``num_rows`` scored positions. With ``num_chunks``
+    exactly that many calls (ZeRO-3: each call gathers the head's weight, a collective every rank
+    must make as often): near-equal pieces, then empty ones (a stand-in row, result times 0)."""
+    if num_chunks is None:
+        return [(s, min(s + chunk_tokens, num_rows)) for s in range(0, num_rows, chunk_tokens)]
+    needed = -(-num_rows // chunk_tokens)
+    if num_chunks < needed:
+        raise ValueError(f"num_chunks={num_chunks} is fewer than the {needed} chunks of <= {chunk_tokens} "
+                         f"positions that {num_rows} scored positions need")
+    pieces = min(num_chunks, num_rows)
+    edges = [round(i * num_rows / pieces) for i in range(pieces + 1)] if pieces else [0]
+    return list(zip(edges[:-1], edges[1:])) + [(0, 0)] * (num_chunks - pieces)
 
 
 def scored_logprobs(
@@ -118,43 +156,48 @@ def scored_logprobs(
     temperature: float = 1.0,
     with_entropy: bool = False,
     chunk_tokens: int = 1024,
+    num_chunks: Optional[int] = None,
 ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
     """Per-token logprobs (and entropy, no gradient) at the scored positions only, never holding
     [rows, all positions, vocab] logits: [B, T] -> [B, T-1] float32, zeros off ``scored_mask``.
 
     ``scored_mask`` [B, T-1] (default: every real token, ``attention_mask[:, 1:]``) picks the
-    positions; their final hidden states go through the output head ``chunk_tokens`` at a time.
-    With gradients on, each chunk is recomputed in the backward pass (activation checkpointing of
-    the head), so the backward holds one chunk's logits too. ``model`` may be a DeepSpeed engine:
-    calling it (not its module) keeps ZeRO's backward hooks. Only the last position's logits are
-    asked of the model (``logits_to_keep=1``); its final normed hidden states come back as
-    ``hidden_states[-1]``.
+    positions; their final hidden states go through the output head ``chunk_tokens`` at a time
+    (``num_chunks``: exactly that many calls, see ``chunk_bounds``). With gradients on, each chunk
+    is recomputed in the backward pass (activation checkpointing of the head), so the backward
+    holds one chunk's logits too. ``model`` may be a DeepSpeed engine: calling it (not its module)
+    keeps ZeRO's hooks (``final_hidden_states``). Every tensor must already be on the model's
+    device (``model_device``): a missed move fails here, named.
     """
     if chunk_tokens < 1:
         raise ValueError(f"chunk_tokens must be >= 1, got {chunk_tokens}")
-    out = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False,
-                output_hidden_states=True, logits_to_keep=1)
-    hidden = out.hidden_states[-1][:, :-1]  # [B, T-1, H]: predicts input_ids[:, 1:]
     if scored_mask is None:
         scored_mask = attention_mask[:, 1:]
-    check_on_device("scored_logprobs", hidden.device, scored_mask=scored_mask, labels=input_ids)
+    check_on_device("scored_logprobs", model_device(model), input_ids=input_ids, attention_mask=attention_mask,
+                    scored_mask=scored_mask)
+    hidden = final_hidden_states(model, input_ids, attention_mask)[:, :-1]  # predicts input_ids[:, 1:]
     where = scored_mask.bool().nonzero(as_tuple=True)
     picked_hidden, labels = hidden[where], input_ids[:, 1:][where]  # [N, H], [N]
     head = output_head(model)
     recompute = torch.is_grad_enabled() and picked_hidden.requires_grad
-    logprob_parts, entropy_parts = [], []
-    for start in range(0, picked_hidden.shape[0], chunk_tokens):
-        args = (head, picked_hidden[start:start + chunk_tokens], labels[start:start + chunk_tokens],
-                temperature, with_entropy)
+    logprob_parts, entropy_parts, stand_ins = [], [], []
+    for start, end in chunk_bounds(picked_hidden.shape[0], chunk_tokens, num_chunks):
+        rows = slice(start, end) if end > start else slice(0, 1)  # an empty piece still calls the head
+        args = (head, picked_hidden[rows], labels[rows], temperature, with_entropy)
         if recompute:
             lp, ent = torch.utils.checkpoint.checkpoint(_score_chunk, *args, use_reentrant=False)
         else:
             lp, ent = _score_chunk(*args)
-        logprob_parts.append(lp)
-        entropy_parts.append(ent)
+        if end > start:
+            logprob_parts.append(lp)
+            entropy_parts.append(ent)
+        else:
+            stand_ins.append(lp.sum() * 0.0)  # in the graph, so the backward recomputes it as often
     shape = scored_mask.shape
     flat = torch.cat(logprob_parts) if logprob_parts else hidden.new_zeros(0, dtype=torch.float32)
     logprobs = hidden.new_zeros(shape, dtype=torch.float32).index_put(where, flat)
+    if stand_ins:
+        logprobs = logprobs + torch.stack(stand_ins).sum()
     entropy = None
     if with_entropy:
         flat_entropy = torch.cat(entropy_parts) if entropy_parts else flat.detach()
