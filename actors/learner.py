@@ -10,8 +10,8 @@ Memory (``MemoryOptions``, docs/memory.md): logprobs are computed at the scored 
 ``logprob_chunk_tokens`` at a time (never [rows, positions, vocab] logits); micro-batches are a
 row cap or a token budget (rows grouped by length, each trimmed to its longest row); gradient
 checkpointing, ZeRO-3 and optimizer/parameter offload are config choices. Every micro-batch
-reaches the model through ``TrainBatch.to(self.device)``, the device DeepSpeed put the
-parameters on; the model's forward checks its inputs are there.
+reaches the model through ``TrainBatch.to(self.device)``, the DeepSpeed engine's compute device;
+the model's forward checks its inputs are there.
 
 Placement: the ranks sit in one placement group, rank r in bundle r (``learner_bundles``). Without
 a ``placement_group`` argument the group creates its own (PACK by default: ranks on as few nodes
@@ -123,8 +123,6 @@ class LearnerRank(WeightSenderMixin):
         deepspeed.init_distributed(dist_backend=o["backend"])
         torch.manual_seed(o["seed"])
         model = load_causal_lm(self.model_path, o["dtype"], o["attn_implementation"])
-        if mem.gradient_checkpointing:
-            enable_gradient_checkpointing(model)
         device = torch.device(deepspeed.get_accelerator().current_device_name())
         optimizer = make_optimizer(model, lr=o["lr"], weight_decay=o["weight_decay"],
                                    offload_optimizer=mem.offload_optimizer, device=device)
@@ -135,6 +133,9 @@ class LearnerRank(WeightSenderMixin):
             model=model, optimizer=optimizer, config=config,
             lr_scheduler=constant_with_warmup_scheduler(optimizer, o["warmup_steps"]),
         )
+        self.engine.module.eval()  # dropout off for RL logprobs
+        if mem.gradient_checkpointing:  # after eval(): it flags the checkpointed layers as training
+            enable_gradient_checkpointing(self.engine.module)
         self.device = model_device(self.engine)  # the engine's compute device, not an assumption
         add_forward_device_check(self.engine.module, self.device)
         self._gather_full_weights()
