@@ -50,18 +50,22 @@ setup(
     version="0.1.0",
     description="Ray-native distributed RLVR for generative code verifiers and code generators",
     python_requires=">=3.10",
-    packages=find_packages(include=["aletheia_ray*", "actors*", "launch*"]),
+    # The user-fixed top level keeps the Ray layer (actors/) and the entry points (launch/) beside the
+    # library; they install under its namespace, as aletheia_ray.actors and aletheia_ray.launch.
+    packages=find_packages(include=["aletheia_ray*"])
+    + ["aletheia_ray.actors", "aletheia_ray.actors.weight_sync", "aletheia_ray.launch"],
+    package_dir={"aletheia_ray.actors": "actors", "aletheia_ray.launch": "launch"},
     # tokenizer corpus, in-sandbox drivers, the sandbox's C tools
     package_data={"aletheia_ray": ["assets/*", "sandbox/harness/*", "sandbox/csrc/*.c"]},
     install_requires=CORE,
     extras_require=EXTRAS,
     entry_points={
         "console_scripts": [
-            "aletheia-train=launch.train:main",
-            "aletheia-eval=launch.eval:main",
-            "aletheia-sandbox=launch.sandbox:main",
-            "aletheia-testbed=launch.testbed:main",
-            "aletheia-bench=launch.bench:main",
+            "aletheia-train=aletheia_ray.launch.train:main",
+            "aletheia-eval=aletheia_ray.launch.eval:main",
+            "aletheia-sandbox=aletheia_ray.launch.sandbox:main",
+            "aletheia-testbed=aletheia_ray.launch.testbed:main",
+            "aletheia-bench=aletheia_ray.launch.bench:main",
         ]
     },
 )

@@ -22,24 +22,22 @@ from __future__ import annotations
 import os
 import socket
 import time
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional, Union
 
 import ray
 import torch
-from ray.util.placement_group import placement_group as create_placement_group
-from ray.util.placement_group import remove_placement_group
-from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from aletheia_ray.algorithms.logprobs import masked_sum, scored_logprobs
-from aletheia_ray.algorithms.registry import check_loss_kwargs, compute_loss
+from aletheia_ray.algorithms.registry import Algorithm, check_loss_kwargs
 from aletheia_ray.algorithms.schedules import constant_with_warmup_scheduler
 from aletheia_ray.batch import TrainBatch
 from aletheia_ray.causal_lm import DTYPES, Scored, batch_logprobs, head_calls_per_micro_batch, load_causal_lm
 from aletheia_ray.device import add_forward_device_check, model_device
 from aletheia_ray.memory_options import (MemoryOptions, deepspeed_config, enable_gradient_checkpointing,
                                          make_optimizer, peak_memory_gb)
-from aletheia_ray.micro_batches import micro_batches, plan_micro_batches
-from aletheia_ray.sync import WeightSenderMixin
+from aletheia_ray.micro_batches import micro_batches, near_equal_bounds, plan_micro_batches
+from aletheia_ray.actors.group import ActorGroup
+from aletheia_ray.actors.weight_sync.sender import WeightSenderMixin
 
 _ADDITIVE = "additive"  # loss metrics are sums over tokens / global count: add across micro-batches and ranks
 
@@ -80,13 +78,7 @@ def shard_rows(batch: TrainBatch, num_shards: int) -> list[TrainBatch]:
     """Contiguous, near-equal row shards (sizes differ by at most one)."""
     if len(batch) < num_shards:
         raise ValueError(f"batch of {len(batch)} rows cannot be split over {num_shards} learner ranks")
-    base, extra = divmod(len(batch), num_shards)
-    shards, start = [], 0
-    for r in range(num_shards):
-        end = start + base + (1 if r < extra else 0)
-        shards.append(batch.slice(start, end))
-        start = end
-    return shards
+    return [batch.slice(start, end) for start, end in near_equal_bounds(len(batch), num_shards)]
 
 
 class LearnerRank(WeightSenderMixin):
@@ -155,16 +147,18 @@ class LearnerRank(WeightSenderMixin):
                               max_tokens=mem.max_tokens_per_micro_batch, temperature=temperature,
                               chunk_tokens=mem.logprob_chunk_tokens, scored=scored, head_calls=head_calls)
 
-    def train_step(self, shard: TrainBatch, loss: str, loss_kwargs: dict, *, global_num_tokens: float,
+    def train_step(self, shard: TrainBatch, loss_fn: Callable, loss_kwargs: dict, *, global_num_tokens: float,
                    global_num_sequences: float, num_micro_batches: int, temperature: float = 1.0,
-                   head_calls: Optional[list[int]] = None) -> dict:
+                   head_calls: Optional[list[int]] = None, weight: float = 1.0) -> dict:
         """Accumulate gradients over ``num_micro_batches`` (the same on every rank: each backward is a
         collective under ZeRO; a rank with fewer micro-batches repeats its last one with weight 0),
         then take one optimizer step. ``head_calls`` (ZeRO-3): output-head calls per micro-batch.
+        ``loss_fn``: an algorithm's loss (``aletheia_ray.algorithms.registry``). ``weight=0``: a rank
+        with no rows of its own (a filtered batch smaller than the group) joins every collective.
         Returns additive metric sums and grad_norm / lr."""
         engine, mem = self.engine, self.memory
         micro = [mb for _, mb in micro_batches(shard, self.micro_batch_size, mem.max_tokens_per_micro_batch)]
-        weights = [1.0] * len(micro) + [0.0] * (num_micro_batches - len(micro))
+        weights = [weight] * len(micro) + [0.0] * (num_micro_batches - len(micro))
         micro += [micro[-1]] * (num_micro_batches - len(micro))
         sums: dict[str, float] = {}
         for i, (mb, weight) in enumerate(zip(micro, weights)):
@@ -174,8 +168,8 @@ class LearnerRank(WeightSenderMixin):
                                                 temperature=temperature, with_entropy=True,
                                                 chunk_tokens=mem.logprob_chunk_tokens,
                                                 num_chunks=head_calls[i] if head_calls else None)
-            mb_loss, metrics = compute_loss(loss, logprobs, mb, global_num_tokens=global_num_tokens,
-                                            global_num_sequences=global_num_sequences, **loss_kwargs)
+            mb_loss, metrics = loss_fn(logprobs, mb, global_num_tokens=global_num_tokens,
+                                       global_num_sequences=global_num_sequences, **loss_kwargs)
             engine.backward(mb_loss * (weight * self.world_size))
             engine.step()
             metrics["loss"] = float(mb_loss.detach())
@@ -255,27 +249,24 @@ class LearnerGroup:
         self.num_ranks = num_ranks
         self.call_timeout_s = call_timeout_s
         self.memory = memory or MemoryOptions()
-        self.ranks: list = []
-        self.placement_group, self._owns_placement_group = placement_group, placement_group is None
-        if placement_group is None:
-            bundles = learner_bundles(num_ranks, num_cpus_per_rank, num_gpus_per_rank)
-            self.placement_group = create_placement_group(bundles, strategy=placement_strategy)
-            ready, _ = ray.wait([self.placement_group.ready()], timeout=ready_timeout_s)
-            if not ready:
-                self.shutdown()
-                raise TimeoutError(f"learner placement group {bundles} ({placement_strategy}) not schedulable "
-                                   f"within {ready_timeout_s}s; cluster has {ray.cluster_resources()}")
-        elif placement_group.bundle_count < num_ranks:
+        if placement_group is not None and placement_group.bundle_count < num_ranks:
             raise ValueError(f"placement group has {placement_group.bundle_count} bundles for {num_ranks} learner ranks")
+        # rank r in bundle r of our own placement group (removed on shutdown) or of the given one
+        bundles = (None if placement_group is not None
+                   else learner_bundles(num_ranks, num_cpus_per_rank, num_gpus_per_rank))
+        self._actor_group = ActorGroup("learner", bundles, placement_strategy, placement_group=placement_group,
+                                       ready_timeout_s=ready_timeout_s)
+        self.placement_group = self._actor_group.placement_group
+        self._owns_placement_group = self._actor_group.owns_placement_groups
         actor_cls = ray.remote(LearnerRank)
-        for r in range(num_ranks):
-            strategy = PlacementGroupSchedulingStrategy(self.placement_group, placement_group_bundle_index=r)
-            self.ranks.append(actor_cls.options(
-                num_cpus=num_cpus_per_rank, num_gpus=num_gpus_per_rank, scheduling_strategy=strategy,
-                name=None).remote(
-                r, num_ranks, model_path, lr=lr, weight_decay=weight_decay, warmup_steps=warmup_steps,
-                grad_clip=grad_clip, micro_batch_size=micro_batch_size, dtype=dtype,
-                attn_implementation=attn_implementation, backend=backend, seed=seed, memory=self.memory))
+        options = dict(num_cpus=num_cpus_per_rank, num_gpus=num_gpus_per_rank, name=None)
+        self.ranks: list = [
+            self._actor_group.launch(
+                actor_cls, r, num_ranks, model_path, bundle_index=r, options=options, lr=lr,
+                weight_decay=weight_decay, warmup_steps=warmup_steps, grad_clip=grad_clip,
+                micro_batch_size=micro_batch_size, dtype=dtype, attn_implementation=attn_implementation,
+                backend=backend, seed=seed, memory=self.memory)
+            for r in range(num_ranks)]
         self.micro_batch_size = micro_batch_size
         try:
             addr, port = ray.get(self.ranks[0].master_address.remote(), timeout=ready_timeout_s)
@@ -310,23 +301,28 @@ class LearnerGroup:
                               for rank, s in zip(self.ranks, shards)], "compute_logprobs")
         return torch.cat(parts, dim=0)
 
-    def train_step(self, batch: TrainBatch, loss: str, loss_kwargs: Optional[dict] = None, *,
+    def train_step(self, batch: TrainBatch, loss: Union[str, Algorithm], loss_kwargs: Optional[dict] = None, *,
                    temperature: float = 1.0) -> dict[str, float]:
-        """One optimizer step over the whole batch; returns ``actor/*`` metrics."""
+        """One optimizer step over the whole batch with an algorithm's loss (its registry entry or
+        name); returns ``actor/*`` metrics. A batch with fewer rows than ranks (a sample filter kept
+        few) leaves the other ranks idle with weight 0."""
         loss_kwargs = dict(loss_kwargs or {})
-        check_loss_kwargs(loss, loss_kwargs)  # fail here, not inside a collective on one rank
+        name = loss if isinstance(loss, str) else loss.name
+        loss_fn = check_loss_kwargs(name, loss_kwargs).loss  # fail here, not inside a collective on one rank
         num_tokens = float(batch.loss_mask.sum())
         if num_tokens <= 0:
             raise ValueError("train_step got a batch without response tokens (loss_mask is all zero)")
         num_sequences = float((batch.loss_mask.sum(-1) > 0).sum())
-        shards = shard_rows(batch, self.num_ranks)
+        shards = shard_rows(batch, min(self.num_ranks, len(batch)))
+        weights = [1.0] * len(shards) + [0.0] * (self.num_ranks - len(shards))
+        shards += [batch.slice(0, 1)] * (self.num_ranks - len(shards))  # idle ranks: a stand-in row, weight 0
         head_calls = self._head_calls(shards, "response")
         num_micro = len(head_calls) if head_calls else self._num_micro_batches(shards)
         results = self._gather([
-            rank.train_step.remote(s, loss, loss_kwargs, global_num_tokens=num_tokens,
+            rank.train_step.remote(s, loss_fn, loss_kwargs, global_num_tokens=num_tokens,
                                    global_num_sequences=num_sequences, num_micro_batches=num_micro,
-                                   temperature=temperature, head_calls=head_calls)
-            for rank, s in zip(self.ranks, shards)
+                                   temperature=temperature, head_calls=head_calls, weight=w)
+            for rank, s, w in zip(self.ranks, shards, weights)
         ], "train_step")
         metrics: dict[str, float] = {}
         for result in results:
@@ -360,9 +356,7 @@ class LearnerGroup:
         return self._gather([rank.placement.remote() for rank in self.ranks], "placement")
 
     def shutdown(self) -> None:
-        for rank in self.ranks:
-            ray.kill(rank)
+        """Kill the ranks; remove the placement group if this group created it. Idempotent."""
+        self._actor_group.shutdown()
         self.ranks = []
-        if self._owns_placement_group and self.placement_group is not None:
-            remove_placement_group(self.placement_group)
         self.placement_group = None

@@ -1,104 +1,88 @@
-"""Reward actors: one interface for verdict rewards (verifier lists) and sandbox pass rates (code).
+"""Reward actors: one interface for every task's reward (``aletheia_ray.rewards`` scorers).
 
 ``RewardPool.score(generations, items)`` fills ``Generation.reward`` and ``Generation.meta`` for
-every sample and returns the step's reward metrics; a recipe never cares which kind it runs:
+every sample and returns the step's reward metrics; the pool never knows which task it serves, only
+what its scorer needs:
 
-* ``kind="verdict"``: ``items[prompt_index]`` is the ``VerifierList`` of that prompt (for pairwise
-  rewards a ``(VerifierList, (i, j))`` tuple); the samples are split over ``num_actors``
-  ``VerdictRewardActor``s, each applying ``REWARD_FNS[fn]`` (ListEM by default);
-* ``kind="pass_rate"``: ``items[prompt_index]`` is a ``Submission`` template (tests, limits; its
-  code is replaced by the completion's last fenced block) and the ``SandboxPool`` runs them.
+* a scorer that reads completions (``VerdictScorer``: verifier lists, pairs): the samples are split
+  over ``num_actors`` ``RewardActor``s, each calling ``scorer.score(text, item, length)``;
+* a scorer that runs code (``PassRateScorer.runs_code``: code generation): each completion becomes
+  a sandbox ``Submission`` (``scorer.submission``) and the ``SandboxPool`` runs them.
 
 Unparseable completions get the format penalty and are counted (``reward/num_unparseable``); for
-``pass_rate`` the metrics also count what the sandbox executed, by status (``sandbox/*``), and the
-pool's retries / restarts / time (``SandboxPool.stats``).
+code the metrics also count what the sandbox executed, by status (``sandbox/*``), and the pool's
+retries / restarts / time (``SandboxPool.stats``).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import ray
 
-from aletheia_ray.reward_scoring import (Overlong, SampleReward, sandbox_metrics, score_pass_rate, score_verdict,
-                                         submission_for, summarize)
-from aletheia_ray.rewards import PAIRWISE_REWARDS, get_reward_fn
+from aletheia_ray.metrics import reward_metrics, sandbox_metrics
+from aletheia_ray.rewards import SampleReward
 
 if TYPE_CHECKING:  # keeps torch out of the reward actors' processes
     from aletheia_ray.batch import Generation
 
-KINDS = ("verdict", "pass_rate")
-
 
 @ray.remote
-class VerdictRewardActor:
-    """Scores completions against verifier lists with one reward function."""
+class RewardActor:
+    """Scores completions with the task's scorer."""
 
-    def __init__(self, fn: str, style: str, strict: bool, overlong: Optional[Overlong]):
-        get_reward_fn(fn)  # fail at start-up on an unknown name
-        self.fn, self.style, self.strict, self.overlong = fn, style, strict, overlong
+    def __init__(self, scorer: Any):
+        self.scorer = scorer
 
     def score(self, jobs: list[tuple[str, Any, int]]) -> list[SampleReward]:
-        """``jobs``: (completion, VerifierList or (VerifierList, pair), response length)."""
-        out = []
-        for text, item, length in jobs:
-            lst, pair = item if isinstance(item, tuple) else (item, None)
-            out.append(score_verdict(text, lst, fn=self.fn, style=self.style, strict=self.strict,
-                                     response_length=length, overlong=self.overlong, pair=pair))
-        return out
+        """``jobs``: (completion, reward item, response length)."""
+        return [self.scorer.score(text, item, length) for text, item, length in jobs]
 
 
 class RewardPool:
-    """Driver-side handle; ``sandbox_pool`` (an ``actors.sandbox.SandboxPool``) for ``pass_rate``."""
+    """Driver-side handle; ``sandbox_pool`` (an ``aletheia_ray.actors.sandbox.SandboxPool``) for a scorer that runs code."""
 
-    def __init__(self, *, kind: str = "verdict", fn: str = "list_em", style: str = "think", strict: bool = False,
-                 num_actors: int = 1, num_cpus_per_actor: float = 0.1, overlong: Optional[Overlong] = None,
-                 sandbox_pool: Any = None):
-        if kind not in KINDS:
-            raise ValueError(f"unknown reward kind {kind!r}; expected one of {KINDS}")
-        if kind == "pass_rate" and sandbox_pool is None:
-            raise ValueError("reward kind 'pass_rate' needs a sandbox_pool (actors.sandbox.SandboxPool)")
+    def __init__(self, scorer: Any, *, num_actors: int = 1, num_cpus_per_actor: float = 0.1, sandbox_pool: Any = None):
+        if scorer.runs_code and sandbox_pool is None:
+            raise ValueError(f"{type(scorer).__name__} runs code: it needs a sandbox_pool "
+                             "(aletheia_ray.actors.sandbox.SandboxPool)")
         if num_actors < 1:
             raise ValueError(f"reward num_actors must be >= 1, got {num_actors}")
-        self.kind, self.fn, self.overlong, self.sandbox_pool = kind, fn, overlong, sandbox_pool
-        self.pairwise = fn in PAIRWISE_REWARDS
-        self._pool_stats: dict[str, float] = {}  # the sandbox pool's stats of the last pass-rate step
-        self.actors = []
-        if kind == "verdict":
-            get_reward_fn(fn)
-            self.actors = [VerdictRewardActor.options(num_cpus=num_cpus_per_actor, name=None).remote(
-                fn, style, strict, overlong) for _ in range(num_actors)]
+        self.scorer, self.sandbox_pool = scorer, sandbox_pool
+        self._pool_stats: dict[str, float] = {}  # the sandbox pool's stats of the last step
+        self.actors = [] if scorer.runs_code else [
+            RewardActor.options(num_cpus=num_cpus_per_actor, name=None).remote(scorer) for _ in range(num_actors)]
 
     def score(self, generations: Sequence["Generation"], items: Sequence[Any]) -> dict[str, float]:
         """Fill ``reward`` and ``meta`` of every generation; return the step's reward metrics."""
         for g in generations:
             if not 0 <= g.prompt_index < len(items):
                 raise IndexError(f"generation for prompt {g.prompt_index} but only {len(items)} items were given")
-        samples = self._score_verdicts(generations, items) if self.kind == "verdict" else \
-            self._score_pass_rates(generations, items)
+        samples = self._run_code(generations, items) if self.scorer.runs_code else self._read(generations, items)
         for g, s in zip(generations, samples):
             g.reward = s.reward
             g.meta.update(s.to_meta())
-        metrics = summarize(samples)
-        if self.kind == "pass_rate":
+        metrics = reward_metrics(samples)
+        if self.scorer.runs_code:
             metrics.update(sandbox_metrics(samples))
             metrics.update(self._pool_stats)
         return metrics
 
-    def _score_verdicts(self, generations, items) -> list[SampleReward]:
+    def _read(self, generations, items) -> list[SampleReward]:
+        from aletheia_ray.micro_batches import near_equal_bounds  # driver side: torch stays out of the actors
+
         jobs = [(g.text, items[g.prompt_index], len(g.response_ids)) for g in generations]
-        chunk = -(-len(jobs) // len(self.actors))
-        refs = [a.score.remote(jobs[i * chunk:(i + 1) * chunk]) for i, a in enumerate(self.actors)
-                if jobs[i * chunk:(i + 1) * chunk]]
+        refs = [a.score.remote(jobs[start:end])
+                for a, (start, end) in zip(self.actors, near_equal_bounds(len(jobs), len(self.actors))) if end > start]
         return [s for part in ray.get(refs) for s in part]
 
-    def _score_pass_rates(self, generations, items) -> list[SampleReward]:
-        subs = [submission_for(g.text, items[g.prompt_index], f"p{g.prompt_index}-s{k}")
+    def _run_code(self, generations, items) -> list[SampleReward]:
+        subs = [self.scorer.submission(g.text, items[g.prompt_index], f"p{g.prompt_index}-s{k}")
                 for k, g in enumerate(generations)]
         runnable = [s for s in subs if s is not None]
         results = iter(self.sandbox_pool.score(runnable)) if runnable else iter(())
         self._pool_stats = dict(getattr(self.sandbox_pool, "stats", {})) if runnable else {"sandbox/submissions": 0.0}
-        return [score_pass_rate(None if s is None else next(results), response_length=len(g.response_ids),
-                                overlong=self.overlong) for s, g in zip(subs, generations)]
+        return [self.scorer.score(None if s is None else next(results), len(g.response_ids))
+                for s, g in zip(subs, generations)]
 
     def shutdown(self) -> None:
         for a in self.actors:

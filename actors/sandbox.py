@@ -36,6 +36,7 @@ import ray
 from ray.exceptions import GetTimeoutError, RayError, RayTaskError
 from tqdm import tqdm
 
+from aletheia_ray.actors.group import ActorGroup
 from aletheia_ray.sandbox.types import Status, Submission, SubmissionResult, TestResult
 
 log = logging.getLogger(__name__)
@@ -138,7 +139,10 @@ class SandboxPool:
             options["scheduling_strategy"] = "SPREAD"
         actor_kwargs = dict(backend=backend, url=url, isolation=isolation,
                             allow_unisolated=allow_unisolated, remote_kwargs=remote_kwargs)
-        self._new_actor = lambda slot: SandboxActor.options(**options).remote(slot, **actor_kwargs)
+        # no placement group (actors go where SPREAD / the default scheduler puts them, restarted ones
+        # too): the group only tracks the handles for restart (kill + launch) and shutdown
+        self._actor_group = ActorGroup("sandbox")
+        self._new_actor = lambda slot: self._actor_group.launch(SandboxActor, slot, options=options, **actor_kwargs)
         self._actors = [_ActorSlot(slot=slot_offset + i, handle=self._new_actor(slot_offset + i))
                         for i in range(num_actors)]
         self.stats: dict[str, float] = {}
@@ -181,7 +185,7 @@ class SandboxPool:
                 by_ref.pop(ref, None)
                 pending.appendleft(task)
             actor.queue.clear()
-            ray.kill(actor.handle, no_restart=True)
+            self._actor_group.kill(actor.handle)
             actor.handle = self._new_actor(actor.slot)
             try:  # wait until it is up, so its start-up time is not charged to a submission
                 ray.get(actor.handle.ping.remote(), timeout=ACTOR_START_TIMEOUT_S)
@@ -235,8 +239,7 @@ class SandboxPool:
             ray.get(closing, timeout=60)
         except RayError as err:  # a dead actor has nothing left to close
             log.warning("closing sandbox actors: %s", err)
-        for actor in self._actors:
-            ray.kill(actor.handle, no_restart=True)
+        self._actor_group.shutdown()
         self._actors = []
 
     # ------------------------------------------------------------------ internals
@@ -279,3 +282,12 @@ def _first_detail(result: SubmissionResult) -> str:
 def _infra_result(sub: Submission, detail: str) -> SubmissionResult:
     return SubmissionResult(id=sub.id, status=Status.INFRA, pass_rate=None, detail=detail,
                             tests=[TestResult(status=Status.INFRA, detail=detail)])
+
+
+def testbed_runner(cfg):
+    """The testbed builder's runner on Ray (``execution.backend: ray``): one-actor ``SandboxPool``s on
+    slots 0..workers-1 (``aletheia_ray.testbed.execution.pool_runner``); Ray must be initialised."""
+    from aletheia_ray.testbed.execution import pool_runner
+
+    return pool_runner(cfg, lambda slot: SandboxPool(1, isolation=cfg.isolation, allow_unisolated=cfg.allow_unisolated,
+                                                     slot_offset=slot))

@@ -6,7 +6,7 @@ logprobs -> advantages -> learner (``TrainBatch``: padded tensors). Pure data: n
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import torch
 
@@ -79,3 +79,39 @@ class TrainBatch:
 
 
 _FULL_LENGTH = ("input_ids", "attention_mask")  # [B, T]; every other per-token tensor is [B, T-1]
+
+
+def _pad(rows: Sequence[Sequence[float]], length: int, value: float, dtype) -> torch.Tensor:
+    return torch.tensor([list(r) + [value] * (length - len(r)) for r in rows], dtype=dtype)
+
+
+def sequences_to_batch(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], *, pad_id: int,
+                       advantages: Sequence[float] | torch.Tensor | None = None,
+                       rollout_logprobs: Sequence[Sequence[float]] | None = None) -> TrainBatch:
+    """Right-padded prompt+response rows; loss on response tokens only."""
+    if len(prompts) != len(responses):
+        raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
+    for i, (p, r) in enumerate(zip(prompts, responses)):
+        if not p or not r:
+            raise ValueError(f"row {i}: empty {'prompt' if not p else 'response'} (no tokens to train on)")
+    full = [list(p) + list(r) for p, r in zip(prompts, responses)]
+    length = max(map(len, full))
+    input_ids = _pad(full, length, pad_id, torch.long)
+    attention_mask = _pad([[1] * len(f) for f in full], length, 0, torch.long)
+    mask_rows, lp_rows = [], []
+    for i, (p, r) in enumerate(zip(prompts, responses)):
+        mask_rows.append([0.0] * (len(p) - 1) + [1.0] * len(r))
+        if rollout_logprobs is not None:
+            if len(rollout_logprobs[i]) != len(r):
+                raise ValueError(f"row {i}: {len(rollout_logprobs[i])} rollout logprobs for {len(r)} tokens")
+            lp_rows.append([0.0] * (len(p) - 1) + list(rollout_logprobs[i]))
+    loss_mask = _pad(mask_rows, length - 1, 0.0, torch.float32)
+    adv = torch.zeros(len(full)) if advantages is None else torch.as_tensor(advantages, dtype=torch.float32)
+    rollout = _pad(lp_rows, length - 1, 0.0, torch.float32) if rollout_logprobs is not None else None
+    return TrainBatch(input_ids=input_ids, attention_mask=attention_mask, loss_mask=loss_mask,
+                      advantages=adv, rollout_logprobs=rollout)
+
+
+def generations_to_batch(gens: Sequence[Generation], advantages: torch.Tensor, *, pad_id: int) -> TrainBatch:
+    return sequences_to_batch([g.prompt_ids for g in gens], [g.response_ids for g in gens], pad_id=pad_id,
+                              advantages=advantages, rollout_logprobs=[g.rollout_logprobs for g in gens])

@@ -21,6 +21,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic_core import PydanticCustomError
 
 BASE_KEY = "base"
 
@@ -186,10 +187,23 @@ def _split_key(key: str) -> tuple:
     return tuple(int(p) if p.isdigit() else p for p in key.replace("[", ".").replace("]", "").split("."))
 
 
+def key_error(subkey: str, value: Any, message: str) -> PydanticCustomError:
+    """An error a section's validator raises about one of its keys (``subkey``, dotted below the
+    section): the message then names the full key, e.g. ``algorithm.eps_high``, and its value."""
+    return PydanticCustomError("value_error", message.replace("{", "{{").replace("}", "}}"),
+                               {"subkey": subkey, "value": value})
+
+
 def _explain(err: ValidationError, schema: type[BaseModel], origin: dict[tuple, str], sources: str) -> str:
     lines = []
     for item in err.errors():
         loc = tuple(p for p in item["loc"] if not _is_union_tag(p))
+        subkey = (item.get("ctx") or {}).get("subkey")
+        if subkey:
+            loc = loc + _split_key(subkey)
+            lines.append(f"bad value for key '{_dotted(loc)}' ({_origin(origin, loc)}): {item['msg']}; "
+                         f"got {item['ctx']['value']!r}")
+            continue
         key = _dotted(loc)
         kind = item["type"]
         if kind == "extra_forbidden":
@@ -199,7 +213,8 @@ def _explain(err: ValidationError, schema: type[BaseModel], origin: dict[tuple, 
             lines.append(f"missing required key '{key}' (not set by {sources}; add it or pass '{key}=...')")
         else:
             got = item.get("input")
-            lines.append(f"bad value for key '{key}' ({_origin(origin, loc)}): {item['msg']}; got {got!r}")
+            got = "" if isinstance(got, dict) else f"; got {got!r}"  # a whole section: the message names the key
+            lines.append(f"bad value for key '{key}' ({_origin(origin, loc)}): {item['msg']}{got}")
     lines = list(dict.fromkeys(lines))  # union members can repeat one problem
     head = f"invalid {schema.__name__} config ({len(lines)} problem{'s' if len(lines) > 1 else ''}):"
     return head + "".join(f"\n  - {line}" for line in lines)

@@ -31,7 +31,7 @@ from aletheia_ray.data.lists import all_pairs
 from aletheia_ray.data.records import VerifierList
 from aletheia_ray.data.synthetic import synthetic_user_message
 from aletheia_ray.prompts import build_messages, prompt_token_ids
-from aletheia_ray.rewards import parse_verdict
+from aletheia_ray.verdicts import parse_verdict
 
 MODES = ("list", "pair")
 PROMPT_FORMATS = ("standard", "synthetic")

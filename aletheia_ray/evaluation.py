@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from aletheia_ray import metrics as M
 from aletheia_ray.data.records import VerifierList
-from aletheia_ray.rewards import parse_verdict
+from aletheia_ray.verdicts import parse_verdict
 
 MAX_LISTED_PROBLEMS = 50  # per problem kind in METRICS.json; counts are always complete
 PROBLEM_KINDS = ("malformed_rows", "unknown_idx", "duplicate_predictions", "invalid_pairs",

@@ -1,17 +1,22 @@
-"""Verifier metrics (pure): ListAcc, parse rate, SC@K, Kendall tau-b tournaments, baselines.
-
-A verdict is a letter (``"B"``) or ``None`` when the completion was unparseable.
+"""Metrics (pure): verifier evaluation (ListAcc, parse rate, SC@K, Kendall tau-b tournaments,
+baselines; a verdict is a letter ``"B"`` or ``None`` when unparseable) and the training step's
+(``reward/*``, ``sandbox/*``, ``response_length/*``, ``rollout/*``, averaged ``actor/*``).
 """
 from __future__ import annotations
 
 import math
 from collections import Counter
-from typing import Iterable, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Iterable, Optional, Sequence, Union
 
 import numpy as np
 from scipy.stats import kendalltau
 
 from aletheia_ray.data.records import VerifierList
+from aletheia_ray.rewards import SampleReward
+from aletheia_ray.sandbox.types import Status
+
+if TYPE_CHECKING:  # keeps torch out of the reward actors' processes
+    from aletheia_ray.batch import Generation
 
 Verdict = Optional[str]
 TAU_UNDEFINED_MODES = ("minus_one", "skip")
@@ -136,3 +141,64 @@ def binomial_std_list_acc(lists: Iterable[Union[VerifierList, int]], samples_per
     sizes = [x if isinstance(x, int) else len(x.candidates) for x in lists]
     var = sum((1 / n) * (1 - 1 / n) for n in sizes) / samples_per_list / len(sizes) ** 2
     return math.sqrt(var)
+
+
+# ---- the training step ---------------------------------------------------------------------------
+
+def reward_metrics(samples: Sequence[SampleReward]) -> dict[str, float]:
+    """Step metrics over all samples (unparseable samples count as wrong and are counted)."""
+    n = len(samples)
+    if n == 0:
+        raise ValueError("no samples to summarise")
+    rewards = [s.reward for s in samples]
+    mean = sum(rewards) / n
+    return {
+        "reward/mean": mean,
+        "reward/std": (sum((r - mean) ** 2 for r in rewards) / n) ** 0.5,
+        "reward/max": max(rewards),
+        "reward/min": min(rewards),
+        "reward/task_mean": sum(s.task_reward for s in samples) / n,
+        "reward/list_acc": sum(s.correct for s in samples) / n,
+        "reward/parse_rate": sum(s.parsed_ok for s in samples) / n,
+        "reward/num_unparseable": float(sum(not s.parsed_ok for s in samples)),
+        "reward/overlong_penalty_mean": sum(s.overlong_penalty for s in samples) / n,
+    }
+
+
+def sandbox_metrics(samples: Sequence[SampleReward]) -> dict[str, float]:
+    """Pass-rate samples: executed (= parsed) count, all-tests-passed count, count per sandbox status."""
+    executed = [s for s in samples if s.parsed_ok]
+    out = {"sandbox/executed": float(len(executed)), "sandbox/passed_all": float(sum(s.correct for s in executed))}
+    for status in Status:
+        if status != Status.INFRA:  # an infrastructure failure raises in score_pass_rate
+            out[f"sandbox/status_{status.value}"] = float(sum(s.reason == status.value for s in executed))
+    return out
+
+
+def response_metrics(gens: Sequence["Generation"]) -> dict[str, float]:
+    lengths = [len(g.response_ids) for g in gens]
+    return {
+        "response_length/mean": sum(lengths) / len(lengths),
+        "response_length/max": float(max(lengths)),
+        "response_length/min": float(min(lengths)),
+        "response_length/clip_ratio": sum(g.finish_reason == "length" for g in gens) / len(gens),
+        "prompt_length/mean": sum(len(g.prompt_ids) for g in gens) / len(gens),
+    }
+
+
+def logprob_gap_metrics(trainer_lp, rollout_lp, mask) -> dict[str, float]:
+    """How far the engine's sampling logprobs are from the trainer's (should be ~0 on-policy in fp32)."""
+    n = float(mask.sum())
+    diff = (trainer_lp - rollout_lp) * mask
+    return {"rollout/logprob_abs_diff_mean": float(diff.abs().sum() / n),
+            "rollout/logprob_abs_diff_max": float(diff.abs().max()),
+            "rollout/kl_k1": float((rollout_lp - trainer_lp).mul(mask).sum() / n)}
+
+
+def mean_update_metrics(per_update: Sequence[dict[str, float]]) -> dict[str, float]:
+    """Learner metrics of several updates from one generated batch: the mean of each, plus
+    ``actor/num_updates``."""
+    keys = per_update[0].keys()
+    out = {k: sum(m[k] for m in per_update) / len(per_update) for k in keys}
+    out["actor/num_updates"] = float(len(per_update))
+    return out

@@ -1,4 +1,6 @@
-"""Micro-batches of a rank's rows: a row cap, or a token budget with rows grouped by length.
+"""How a batch is split: over ranks, engines and reward actors (``near_equal_bounds``), into
+mini-batches of whole prompt groups (``minibatch_rows``), and a rank's rows into micro-batches:
+a row cap, or a token budget with rows grouped by length.
 
 With ``max_tokens=None`` a micro-batch is ``max_rows`` consecutive rows (padded to the longest row
 of the whole batch, as before). With a token budget, rows are sorted by length (longest first) and
@@ -12,11 +14,26 @@ the learner group passes in, so any partition of the rows gives the same loss an
 """
 from __future__ import annotations
 
-from typing import Callable, Iterator, Optional
+import random
+from typing import Callable, Iterator, Optional, Sequence
 
 import torch
 
 from aletheia_ray.batch import TrainBatch
+
+
+def near_equal_bounds(num_items: int, num_parts: int) -> list[tuple[int, int]]:
+    """[start, end) of ``num_parts`` contiguous parts of ``num_items`` whose sizes differ by at most
+    one, larger parts first (rows over learner ranks, prompts over engines, samples over actors)."""
+    if num_parts < 1:
+        raise ValueError(f"cannot split into {num_parts} parts")
+    base, extra = divmod(num_items, num_parts)
+    bounds, start = [], 0
+    for k in range(num_parts):
+        end = start + base + (1 if k < extra else 0)
+        bounds.append((start, end))
+        start = end
+    return bounds
 
 
 def plan_micro_batches(lengths: list[int], max_rows: int, max_tokens: Optional[int] = None) -> list[list[int]]:
@@ -57,3 +74,19 @@ def gather_rows(batch: TrainBatch, max_rows: int, max_tokens: Optional[int],
         values = fn(mb).float().cpu()
         out[torch.as_tensor(rows), : values.shape[1]] = values
     return out
+
+
+def minibatch_rows(prompt_indices: Sequence[int], num_minibatches: int, rng: random.Random) -> list[list[int]]:
+    """Rows of a generated batch split into ``num_minibatches`` disjoint mini-batches of whole
+    prompt groups (a group's advantages are relative to each other), groups in a random order;
+    group counts differ by at most one. Every row is in exactly one mini-batch."""
+    groups: dict[int, list[int]] = {}
+    for row, prompt in enumerate(prompt_indices):
+        groups.setdefault(prompt, []).append(row)
+    if len(groups) < num_minibatches:
+        raise ValueError(f"algorithm.updates_per_generation={num_minibatches} needs at least as many prompts per "
+                         f"step, got {len(groups)} (algorithm.prompts_per_step)")
+    order = sorted(groups)
+    rng.shuffle(order)
+    return [[row for prompt in order[start:end] for row in groups[prompt]]
+            for start, end in near_equal_bounds(len(order), num_minibatches)]

@@ -18,21 +18,20 @@ special tokens; ``<think>`` and ``</think>`` are *added but not special* tokens:
 (easy for a tiny model to emit) and they survive ``skip_special_tokens=True`` decoding, which the
 verdict parser needs (it looks for ``</think>``). The chat template is ChatML.
 
-Cache root: ``$ALETHEIA_CACHE`` or ``~/.cache/aletheia_ray``; models live under ``<root>/models``.
+Cache root: ``$ALETHEIA_CACHE`` or ``~/.cache/aletheia_ray``; models live under ``<root>/models``
+(``model_cache.py``, shared with ``smollm2.py``, which does not import this module).
 """
 from __future__ import annotations
 
-import fcntl
 import gzip
 import hashlib
 import json
-import os
-import shutil
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Optional
 from urllib.parse import parse_qsl
+
+from aletheia_ray.model_cache import cache_root, cached_build
+from aletheia_ray import smollm2
 
 BUILD_VERSION = "tiny-v1"  # bump when the build recipe changes (invalidates the cache)
 CORPUS_FILE = Path(__file__).parent / "assets" / "humaneval_x_code.txt.gz"
@@ -85,12 +84,6 @@ DEFAULT_SIZE = dict(
 )
 # vLLM's CPU attention supports these head sizes (hidden_size // num_heads); 16 fails.
 VLLM_CPU_HEAD_SIZES = {32, 64, 80, 96, 112, 128, 160, 192, 224, 256}
-
-
-def cache_root(cache_dir: Optional[str] = None) -> Path:
-    """Where embedded models are cached: the argument, ``$ALETHEIA_CACHE`` or ~/.cache."""
-    root = cache_dir or os.environ.get("ALETHEIA_CACHE") or "~/.cache/aletheia_ray"
-    return Path(root).expanduser()
 
 
 def tokenizer_corpus() -> str:
@@ -182,17 +175,6 @@ def build_tiny_model(out_dir: str, seed: int = 0, **size) -> str:
     return str(out)
 
 
-@contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def tiny_model_key(seed: int = 0, **size) -> str:
     """Content hash of everything that determines the tiny model's files."""
     import tokenizers
@@ -204,25 +186,6 @@ def tiny_model_key(seed: int = 0, **size) -> str:
                          "tokenizers": tokenizers.__version__}, sort_keys=True).encode())
     h.update(tokenizer_corpus().encode())
     return h.hexdigest()[:16]
-
-
-def cached_build(final: Path, build: Callable[[str], object]) -> str:
-    """Run ``build(tmp_dir)`` once for ``final`` (process-safe): a file lock, a temp dir next to
-    ``final``, then an atomic rename; a finished ``final`` (has config.json) is returned as is."""
-    if (final / "config.json").is_file():
-        return str(final)
-    with _file_lock(final.parent / f".{final.name}.lock"):
-        if (final / "config.json").is_file():  # another process built it while we waited
-            return str(final)
-        tmp = Path(tempfile.mkdtemp(prefix=f"{final.name}.tmp-", dir=final.parent))
-        try:
-            build(str(tmp))
-            os.chmod(tmp, 0o755)
-            os.rename(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-    return str(final)
 
 
 def cached_tiny_model(seed: int = 0, cache_dir: Optional[str] = None, **size) -> str:
@@ -242,9 +205,7 @@ def resolve_model_path(spec: str, cache_dir: Optional[str] = None) -> str:
             seed = int(params.pop("seed", 0))
             return cached_tiny_model(seed=seed, cache_dir=cache_dir, **params)
         if name == "smollm2":
-            from aletheia_ray.smollm2 import cached_smollm2
-
-            return cached_smollm2(cache_dir=cache_dir, **params)
+            return smollm2.cached_smollm2(cache_dir=cache_dir, **params)
         raise ValueError(f"unknown embedded model {spec!r}; known: embedded:tiny, embedded:smollm2")
     path = Path(spec).expanduser()
     if not path.is_dir():

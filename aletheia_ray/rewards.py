@@ -1,23 +1,14 @@
-"""Verdict parsing and verifiable rewards for code verifiers (paper Appendix B).
+"""Rewards, as pure functions (the reward actors call them): verifier verdicts and code pass rates.
 
-One parser decides "parseable" for both the format reward and the parse-rate metric.
+* verdict tasks (verifier lists and pairs): ``REWARD_FNS[fn]`` on the completion (ListEM by
+  default), parsed by ``aletheia_ray.verdicts``; an unparseable completion gets the reward
+  function's format penalty and ``parsed_ok=False``;
+* pass-rate tasks (code generation): the completion's last fenced code block runs in the
+  sandbox; reward = pass rate; no code block = format penalty (``FORMAT_PENALTY``); a sandbox
+  infrastructure failure raises (it is never a reward of 0).
 
-Completion format
-  think:    [<think>] reasoning </think> answer      (the opening tag may sit in the prompt)
-  instruct: short reasoning ending with the answer
-  answer:   \\boxed{X} with X a letter A.. for the candidates (listwise / pairwise), or
-            \\boxed{[s1, ..., sn]} with integer scores 0-10 (ListSc / PairSc).
-
-Format violations (``ok=False``, ``reason`` says which):
-  * think: no ``</think>``, more than one ``</think>``, or a ``<think>`` anywhere but the start;
-  * no ``\\boxed{`` in the answer part (think: after ``</think>``; boxes inside the reasoning
-    are drafts and ignored), or an unterminated ``\\boxed{``;
-  * several boxed answers that differ (repeating the same answer is allowed);
-  * content that is not one uppercase letter (``\\text{B}``-style wrappers and spaces are
-    accepted), or a letter outside the candidates (``E`` for 3 candidates);
-  * scores: not a bracketed list of integers, wrong length, or a score outside 0-10;
-  * ``strict=True`` (the authors' training regex): the answer part must be exactly the box
-    (think) or end with it (instruct); no other text.
+Both add the DAPO soft overlong penalty when configured. A task hands the reward pool one scorer
+(``VerdictScorer`` | ``PassRateScorer``); step metrics are in ``aletheia_ray.metrics``.
 
 Rewards = format term + content term (``RewardResult.format_reward`` / ``content_reward``).
 The format term is the penalty exactly when the parser (with the given ``strict``) says
@@ -32,31 +23,12 @@ unparseable, so ``parsed_ok``, the parse rate and the penalty never disagree.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Callable, Optional, Sequence
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Callable, Optional, Sequence
 
 from aletheia_ray.data.records import LETTERS, VerifierList
-
-STYLES = ("think", "instruct")
-MAX_SCORE = 10
-
-_BOX_OPEN = "\\boxed{"
-_WRAPPER = re.compile(r"^\\(?:text|textbf|mathrm|mathbf)\{\s*([^{}]*?)\s*\}$")
-_SCORE_LIST = re.compile(r"^\[\s*(-?\d+(?:\s*,\s*-?\d+)*)\s*,?\s*\]$")
-
-
-@dataclass(frozen=True)
-class ParsedVerdict:
-    ok: bool
-    letter: Optional[str]
-    reason: str = ""  # empty when ok
-
-
-@dataclass(frozen=True)
-class ParsedScores:
-    ok: bool
-    scores: Optional[list[int]]  # kept when well-formed but out of range (PairSc needs them)
-    reason: str = ""
+from aletheia_ray.sandbox.types import Status, Submission, SubmissionResult
+from aletheia_ray.verdicts import MAX_SCORE, ParsedScores, parse_scores, parse_verdict
 
 
 @dataclass(frozen=True)
@@ -68,96 +40,6 @@ class RewardResult:
     reason: str = ""
     format_reward: float = 0.0
     content_reward: float = 0.0
-
-
-def _answer_part(text: str, style: str) -> tuple[Optional[str], str]:
-    """Return (answer text, "") or (None, violation)."""
-    if style not in STYLES:
-        raise ValueError(f"unknown verdict style {style!r}; expected one of {STYLES}")
-    if style == "instruct":
-        return text, ""
-    closes = text.count("</think>")
-    if closes == 0:
-        return None, "missing </think>"
-    if closes > 1:
-        return None, f"{closes} </think> tags"
-    opens = text.count("<think>")
-    if opens > 1 or (opens == 1 and not text.lstrip().startswith("<think>")):
-        return None, "stray <think> tag"
-    return text.split("</think>", 1)[1], ""
-
-
-def _boxes(text: str) -> tuple[list[tuple[int, int, str]], str]:
-    """All ``\\boxed{...}`` as (start, end, content), braces balanced; or a violation."""
-    found, pos = [], text.find(_BOX_OPEN)
-    while pos != -1:
-        depth, i = 1, pos + len(_BOX_OPEN)
-        while i < len(text) and depth:
-            depth += {"{": 1, "}": -1}.get(text[i], 0)
-            i += 1
-        if depth:
-            return found, "unterminated \\boxed{"
-        found.append((pos, i, text[pos + len(_BOX_OPEN) : i - 1]))
-        pos = text.find(_BOX_OPEN, i)
-    return found, ""
-
-
-def _unwrap(content: str) -> str:
-    wrapped = _WRAPPER.match(content)
-    return wrapped.group(1) if wrapped else content
-
-
-def _single_box(text: str, style: str, strict: bool) -> tuple[Optional[str], str]:
-    """The one boxed content of the answer part, or (None, violation)."""
-    answer, why = _answer_part(text, style)
-    if answer is None:
-        return None, why
-    boxes, why = _boxes(answer)
-    if why:
-        return None, why
-    if not boxes:
-        return None, "no \\boxed{} answer" + (" after </think>" if style == "think" else "")
-    contents = {_unwrap(re.sub(r"\s+", "", c)) for _, _, c in boxes}
-    if len(contents) > 1:
-        return None, f"{len(contents)} different boxed answers"
-    if strict:
-        start, end, _ = boxes[-1]
-        before, after = answer[:start].strip(), answer[end:].strip()
-        if after or (style == "think" and (before or len(boxes) > 1)):
-            return None, "text around the boxed answer (strict format)"
-    return boxes[-1][2].strip(), ""
-
-
-def parse_verdict(text: str, num_candidates: int, style: str = "think", *, strict: bool = False) -> ParsedVerdict:
-    """Parse a listwise/pairwise verdict letter; see the module docstring for violations."""
-    if not 2 <= num_candidates <= len(LETTERS):
-        raise ValueError(f"num_candidates must be 2-{len(LETTERS)}, got {num_candidates}")
-    content, why = _single_box(text, style, strict)
-    if content is None:
-        return ParsedVerdict(False, None, why)
-    content = content if strict else _unwrap(content)
-    if len(content) != 1 or content not in LETTERS:
-        return ParsedVerdict(False, None, f"boxed answer {content[:20]!r} is not a letter A-E")
-    allowed = LETTERS[:num_candidates]
-    if content not in allowed:
-        return ParsedVerdict(False, None, f"letter {content} out of range A-{allowed[-1]}")
-    return ParsedVerdict(True, content)
-
-
-def parse_scores(text: str, num_candidates: int, style: str = "think", *, strict: bool = False) -> ParsedScores:
-    """Parse ``\\boxed{[s1, ..., sn]}`` with n == num_candidates integer scores in 0-10."""
-    content, why = _single_box(text, style, strict)
-    if content is None:
-        return ParsedScores(False, None, why)
-    match = _SCORE_LIST.match(content)
-    if not match:
-        return ParsedScores(False, None, f"boxed answer {content[:30]!r} is not a list of integers")
-    scores = [int(s) for s in match.group(1).split(",")]
-    if len(scores) != num_candidates:
-        return ParsedScores(False, None, f"{len(scores)} scores for {num_candidates} candidates")
-    if any(not 0 <= s <= MAX_SCORE for s in scores):
-        return ParsedScores(False, scores, f"score outside 0-{MAX_SCORE}")
-    return ParsedScores(True, scores)
 
 
 def overlong_penalty(length: int, max_len: int, cache: int) -> float:
@@ -309,3 +191,108 @@ def get_reward_fn(name: str) -> RewardFn:
         return REWARD_FNS[name]
     except KeyError:
         raise KeyError(f"unknown reward {name!r}; known: {sorted(REWARD_FNS)}") from None
+
+
+# ---- per-sample rewards -------------------------------------------------------------------------
+
+FORMAT_PENALTY = -1.0  # code generation without a code block
+_FENCE = re.compile(r"```[^\n`]*\n(.*?)```", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class Overlong:
+    max_len: int  # the response budget (rollout.max_new_tokens)
+    cache: int  # ramp length at the end of the budget
+
+
+@dataclass
+class SampleReward:
+    reward: float  # task reward + overlong penalty: what the advantages see
+    parsed_ok: bool
+    correct: bool
+    task_reward: float
+    overlong_penalty: float = 0.0
+    letter: Optional[str] = None
+    reason: str = ""  # why unparseable / sandbox status
+
+    def to_meta(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _with_overlong(sample: SampleReward, length: int, overlong: Optional[Overlong]) -> SampleReward:
+    if overlong is None:
+        return sample
+    penalty = overlong_penalty(length, overlong.max_len, overlong.cache)
+    return replace(sample, reward=sample.task_reward + penalty, overlong_penalty=penalty)
+
+
+def score_verdict(completion: str, lst: VerifierList, *, fn: str = "list_em", style: str = "think",
+                  strict: bool = False, response_length: int = 0, overlong: Optional[Overlong] = None,
+                  pair: Optional[Sequence[int]] = None) -> SampleReward:
+    result = get_reward_fn(fn)(completion, lst, style=style, pair=pair, strict=strict)
+    correct = result.parsed_ok and result.content_reward > 0
+    sample = SampleReward(reward=result.reward, parsed_ok=result.parsed_ok, correct=correct,
+                          task_reward=result.reward, letter=result.letter, reason=result.reason)
+    return _with_overlong(sample, response_length, overlong)
+
+
+def extract_code(completion: str) -> Optional[str]:
+    """The last fenced code block of a completion, or None."""
+    blocks = _FENCE.findall(completion)
+    return blocks[-1] if blocks else None
+
+
+def submission_for(completion: str, task: Submission, sample_id: str) -> Optional[Submission]:
+    """The task's submission with the generated code, or None when the completion has no code block."""
+    code = extract_code(completion)
+    return None if code is None else replace(task, id=sample_id, code=code)
+
+
+def score_pass_rate(result: Optional[SubmissionResult], *, response_length: int = 0,
+                    overlong: Optional[Overlong] = None) -> SampleReward:
+    """Reward of one code-generation sample from its sandbox result (None: no code block)."""
+    if result is None:
+        sample = SampleReward(FORMAT_PENALTY, False, False, FORMAT_PENALTY, reason="no fenced code block")
+    elif result.status == Status.INFRA or result.pass_rate is None:
+        detail = result.tests[0].detail if result.tests else ""
+        raise RuntimeError(f"sandbox infrastructure failure for submission {result.id}: {detail or result.status}")
+    else:
+        rate = float(result.pass_rate)
+        sample = SampleReward(rate, True, rate == 1.0, rate, reason=result.status.value)
+    return _with_overlong(sample, response_length, overlong)
+
+
+# ---- scorers: what a task hands the reward pool ---------------------------------------------------
+
+@dataclass(frozen=True)
+class VerdictScorer:
+    """Verifier tasks: ``score`` one completion against its list (or ``(list, pair)``) in a reward actor."""
+
+    fn: str = "list_em"
+    style: str = "think"
+    strict: bool = False
+    overlong: Optional[Overlong] = None
+    runs_code = False  # scored by the reward actors, not the sandbox
+
+    def __post_init__(self):
+        get_reward_fn(self.fn)  # fail at start-up on an unknown name
+
+    def score(self, completion: str, item: Any, response_length: int) -> SampleReward:
+        lst, pair = item if isinstance(item, tuple) else (item, None)
+        return score_verdict(completion, lst, fn=self.fn, style=self.style, strict=self.strict,
+                             response_length=response_length, overlong=self.overlong, pair=pair)
+
+
+@dataclass(frozen=True)
+class PassRateScorer:
+    """Code generation: a completion becomes a sandbox ``Submission`` (``submission``), its result a
+    reward (``score``); the reward pool runs the submissions on the sandbox pool."""
+
+    overlong: Optional[Overlong] = None
+    runs_code = True
+
+    def submission(self, completion: str, template: Submission, sample_id: str) -> Optional[Submission]:
+        return submission_for(completion, template, sample_id)
+
+    def score(self, result: Optional[SubmissionResult], response_length: int) -> SampleReward:
+        return score_pass_rate(result, response_length=response_length, overlong=self.overlong)

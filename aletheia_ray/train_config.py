@@ -3,20 +3,26 @@
 Every section maps onto the keyword arguments of one stage (the controller does the mapping):
 ``model`` -> model resolution, ``rollout`` -> ``RolloutPool``, ``learner`` -> ``LearnerGroup``,
 ``reference`` -> ``ReferenceActor``, ``reward`` -> ``RewardPool``, ``sync`` -> ``WeightSync``,
-``algorithm`` -> advantages + loss, ``trainer`` -> the loop, ``cold_start`` -> SFT before RL.
+``algorithm`` -> the registry entry (``aletheia_ray.algorithms.registry``: loss, settings,
+advantages, reference), ``data.kind`` -> the task (``aletheia_ray.tasks``), ``trainer`` -> the loop,
+``cold_start`` -> SFT before RL. Every allowed-value list comes from the module that owns it.
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from aletheia_ray.config import StrictModel
+from aletheia_ray.algorithms.registry import ALGORITHMS, Algorithm, SettingError, get_algorithm
+from aletheia_ray.algorithms.schedules import warmup_steps
+from aletheia_ray.causal_lm import DTYPES
+from aletheia_ray.config import StrictModel, key_error
 from aletheia_ray.memory_options import MemoryOptions
-from aletheia_ray.rewards import REWARD_FNS, STYLES
-from aletheia_ray.sync.modes import SyncPolicy, make_sync_policy
+from aletheia_ray.prompts import STYLES
+from aletheia_ray.rewards import REWARD_FNS
+from aletheia_ray.sync.modes import SYNC_MODES, SyncPolicy, make_sync_policy
+from aletheia_ray.tasks import TASKS, Task, get_task
 
 PositiveInt = Field(gt=0)
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -39,7 +45,7 @@ def resolve_input_path(value: str, key: str) -> str:
 class ModelConfig(StrictModel):
     path: str = "embedded:tiny"  # a HF directory or "embedded:tiny" / "embedded:smollm2"
     cache_dir: Optional[str] = None  # where embedded models are built (default: the models' cache)
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    dtype: Literal[tuple(DTYPES)] = "float32"  # what the learner and reference load (float16: no loss scaling)
     attn_implementation: Literal["sdpa", "flash_attention_2", "eager"] = "sdpa"
     max_model_len: int = Field(2048, gt=0)  # prompt + response tokens
 
@@ -52,9 +58,9 @@ class SyntheticDataConfig(StrictModel):
 
 
 class DataConfig(StrictModel):
-    kind: Literal["lists", "synthetic", "codegen"] = "lists"  # codegen: needs reward.kind pass_rate
-    train_path: Optional[str] = None  # JSONL/parquet of verifier lists (lists) | JSONL(.gz) of problems (codegen)
-    prompt_style: Literal["think", "instruct"] = "think"
+    kind: Literal[tuple(TASKS)] = "lists"  # the task (aletheia_ray.tasks): lists | synthetic | pairs | codegen
+    train_path: Optional[str] = None  # JSONL/parquet of verifier lists (lists, pairs) | JSONL(.gz) of problems (codegen)
+    prompt_style: Literal[STYLES] = "think"
     shuffle: bool = True  # a fresh permutation per epoch, seeded by (seed, epoch)
     # kind: lists. Keep only lists with these candidate counts / prompts of at most this many tokens
     # (dropped lists are counted in the log and summary; without the token limit a prompt over
@@ -71,9 +77,13 @@ class DataConfig(StrictModel):
 
     @model_validator(mode="after")
     def _needs_path(self):
-        if self.kind in ("lists", "codegen") and not self.train_path:
+        if get_task(self.kind).needs_train_path and not self.train_path:
             raise ValueError(f"data.train_path is required when data.kind is {self.kind!r}")
         return self
+
+    @property
+    def task(self) -> Task:
+        return get_task(self.kind)
 
 
 class RolloutConfig(StrictModel):
@@ -171,45 +181,61 @@ class SandboxRewardConfig(StrictModel):
     submission_timeout_s: float = Field(600.0, gt=0)
 
 
-# Reward fns the trainer can train with: it builds listwise letter prompts (prompts mode "list",
-# train_batches.verifier_prompt_ids) and letter cold-start targets, which only ListEM scores.
-# ListSc needs score prompts (mode "list_score"), PairEM/PairSc one prompt per candidate pair:
-# aletheia_ray.rewards has them for scoring, the trainer does not build those prompts.
-TRAINABLE_REWARD_FNS = ("list_em",)
-
-
 class RewardConfig(StrictModel):
-    kind: Literal["verdict", "pass_rate"] = "verdict"  # verifier lists | generated code in a sandbox
-    fn: str = "list_em"  # verdict reward; one of TRAINABLE_REWARD_FNS (see above)
+    fn: Optional[str] = None  # the task's reward (tasks: reward_fns); None: the task's default (lists: list_em)
     strict: bool = False  # the authors' strict training regex
     num_actors: int = Field(1, gt=0)
     num_cpus_per_actor: float = Field(0.1, gt=0)
     overlong: OverlongConfig = OverlongConfig()
-    sandbox: SandboxRewardConfig = SandboxRewardConfig()
+    sandbox: SandboxRewardConfig = SandboxRewardConfig()  # tasks scored by running code (codegen)
 
     @field_validator("fn")
     @classmethod
-    def _known_fn(cls, name: str) -> str:
-        if name not in REWARD_FNS:
-            raise ValueError(f"unknown reward fn {name!r}; known: {sorted(REWARD_FNS)}")
-        if name not in TRAINABLE_REWARD_FNS:
-            raise ValueError(f"reward fn {name!r} cannot be trained: the trainer builds listwise letter prompts "
-                             f"(\\boxed{{X}}), which only {list(TRAINABLE_REWARD_FNS)} scores; {name} needs "
-                             f"{'pairwise' if name.startswith('pair') else 'score'} prompts")
+    def _known_fn(cls, name: Optional[str]) -> Optional[str]:
+        known = sorted({fn for task in TASKS.values() for fn in task.reward_fns} | set(REWARD_FNS))
+        if name is not None and name not in known:
+            raise ValueError(f"unknown reward fn {name!r}; known: {known}")
         return name
 
 
 class AlgorithmConfig(StrictModel):
+    """``loss`` names the algorithm (``aletheia_ray.algorithms.registry.ALGORITHMS``); its settings
+    (e.g. ``eps_low``, ``eps_high``, ``beta`` for grpo) are further keys of this section, checked
+    against the registry entry and filled with its defaults; any other key is an error."""
+    model_config = ConfigDict(extra="allow")
+
     loss: str = "grpo"
     samples_per_prompt: int = Field(16, gt=0)
     prompts_per_step: int = Field(64, gt=0)
-    eps_low: float = Field(0.2, ge=0)
-    eps_high: float = Field(0.28, ge=0)
-    beta: float = Field(1e-3, ge=0)  # KL(policy || reference), k3 estimator
     norm_adv_by_std: bool = True
-    sync_mode: Literal["on_policy", "batch_online", "async_tis"] = "on_policy"  # see sync/modes.py
+    sync_mode: Literal[SYNC_MODES] = "on_policy"  # see sync/modes.py
     updates_per_generation: int = Field(1, gt=0)  # batch_online: optimizer updates per generated batch (BO-GRPO: 4)
-    tis_cap: Optional[float] = None  # TIS weight cap C; None: off, except 2.0 (the paper's) in async_tis
+    tis_cap: Optional[float] = Field(None, gt=0)  # TIS weight cap C; None: off, except 2.0 (the paper's) in async_tis
+
+    @field_validator("loss")
+    @classmethod
+    def _known_algorithm(cls, name: str) -> str:
+        if name not in ALGORITHMS:
+            raise ValueError(f"unknown algorithm {name!r}; known algorithms: {sorted(ALGORITHMS)}")
+        return name
+
+    @model_validator(mode="after")
+    def _algorithm_settings(self):
+        given = dict(self.__pydantic_extra__ or {})
+        try:
+            self.__pydantic_extra__.update(self.entry.check_settings(given))
+        except SettingError as e:
+            raise key_error(e.key, given.get(e.key), str(e)) from None
+        return self
+
+    @property
+    def entry(self) -> Algorithm:
+        return get_algorithm(self.loss)
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The algorithm's settings (defaults filled in)."""
+        return {k: v for k, v in (self.__pydantic_extra__ or {}).items() if k in self.entry.settings}
 
 
 class SyncConfig(StrictModel):
@@ -282,23 +308,22 @@ class TrainConfig(StrictModel):
     # Field validators (not the model validator below) so that errors name the key and its file.
     @field_validator("reward")
     @classmethod
-    def _reward_kind_fits_data(cls, reward: RewardConfig, info) -> RewardConfig:
+    def _reward_fits_task(cls, reward: RewardConfig, info) -> RewardConfig:
         data = info.data.get("data")  # validated before reward (field order); absent if it was invalid
-        if data is None or (reward.kind == "pass_rate") == (data.kind == "codegen"):
-            return reward
-        if reward.kind == "pass_rate":
-            raise ValueError(f"reward.kind 'pass_rate' scores generated code in the sandbox: it needs "
-                             f"data.kind 'codegen', but data.kind is {data.kind!r}")
-        raise ValueError(f"data.kind 'codegen' is scored by the sandbox: it needs reward.kind 'pass_rate', "
-                         f"but reward.kind is {reward.kind!r}")
+        if data is not None and reward.fn is not None and reward.fn not in data.task.reward_fns:
+            fits = {fn: kind for kind, task in TASKS.items() for fn in task.reward_fns}
+            elsewhere = f" (data.kind {fits[reward.fn]!r} trains it)" if reward.fn in fits else ""
+            raise key_error("fn", reward.fn, f"reward fn {reward.fn!r} cannot be trained on data.kind {data.kind!r}: "
+                                             f"it trains with {list(data.task.reward_fns)}{elsewhere}")
+        return reward
 
     @field_validator("cold_start")
     @classmethod
-    def _cold_start_targets_fit_data(cls, cold_start: ColdStartConfig, info) -> ColdStartConfig:
+    def _cold_start_targets_fit_task(cls, cold_start: ColdStartConfig, info) -> ColdStartConfig:
         data = info.data.get("data")
         if data is None or not cold_start.enabled:
             return cold_start
-        allowed = ("correct", "stub") if data.kind == "codegen" else ("correct", "random_letter")
+        allowed = data.task.cold_start_targets
         if cold_start.targets not in allowed:
             raise ValueError(f"cold_start.targets {cold_start.targets!r} does not fit data.kind {data.kind!r}; "
                              f"use one of {allowed}")
@@ -306,8 +331,6 @@ class TrainConfig(StrictModel):
 
     @model_validator(mode="after")
     def _consistent(self):
-        if self.data.prompt_style not in STYLES:
-            raise ValueError(f"data.prompt_style must be one of {STYLES}")
         if self.reward.overlong.enabled and self.reward.overlong.cache > self.rollout.max_new_tokens:
             raise ValueError(f"reward.overlong.cache ({self.reward.overlong.cache}) must not exceed "
                              f"rollout.max_new_tokens ({self.rollout.max_new_tokens})")
@@ -324,9 +347,13 @@ class TrainConfig(StrictModel):
         if a.prompts_per_step < policy.updates_per_generation:
             raise ValueError(f"algorithm.updates_per_generation ({a.updates_per_generation}) mini-batches of whole "
                              f"prompt groups need algorithm.prompts_per_step >= it (got {a.prompts_per_step})")
-        if policy.tis_cap is not None and a.loss != "grpo":
-            raise ValueError(f"TIS (algorithm.sync_mode={a.sync_mode}, algorithm.tis_cap) is applied by the 'grpo' "
-                             f"loss; algorithm.loss={a.loss!r} has no TIS weights")
+        if policy.tis_cap is not None and not a.entry.takes_tis:
+            takes = sorted(name for name, entry in ALGORITHMS.items() if entry.takes_tis)
+            raise ValueError(f"TIS (algorithm.sync_mode={a.sync_mode}, algorithm.tis_cap) is applied by the loss of "
+                             f"{takes}; algorithm.loss={a.loss!r} has no TIS weights")
+        if self.evaluation.enabled and not self.data.task.has_heldout:
+            raise ValueError(f"evaluation.enabled: data.kind {self.data.kind!r} has no held-out set for the end-of-run "
+                             "evaluation (use aletheia-eval run on the final checkpoint)")
         return self
 
     @property
@@ -336,8 +363,14 @@ class TrainConfig(StrictModel):
 
     @property
     def use_reference(self) -> bool:
-        return self.reference.enabled and self.algorithm.beta > 0
+        return self.reference.enabled and self.algorithm.entry.uses_reference(self.algorithm.settings)
+
+    @property
+    def total_updates(self) -> int:
+        """Optimizer updates of the whole run: cold-start steps + RL updates."""
+        cold = self.cold_start.steps if self.cold_start.enabled else 0
+        return cold + self.trainer.total_steps * self.sync_policy.updates_per_generation
 
     @property
     def warmup_steps(self) -> int:
-        return math.ceil(self.learner.warmup_ratio * self.trainer.total_steps)
+        return warmup_steps(self.total_updates, self.learner.warmup_ratio)

@@ -29,14 +29,13 @@ from rich.console import Console
 from rich.table import Table
 from transformers import AutoTokenizer
 
-from actors.learner import LearnerGroup
-from actors.reference import ReferenceActor
+from aletheia_ray.actors.learner import LearnerGroup
+from aletheia_ray.actors.reference import ReferenceActor
 from aletheia_ray.config import load_config
 from aletheia_ray.memory_options import MemoryOptions
 from aletheia_ray.models import resolve_model_path
-from aletheia_ray.train_batches import sequences_to_batch
+from aletheia_ray.batch import sequences_to_batch
 from aletheia_ray.train_config import TrainConfig
-from aletheia_ray.train_data import load_training_data
 from benchmarks.sync_modes import REPO
 
 BIG = 10**9
@@ -62,7 +61,7 @@ def real_batch(model: str, rows: int, response_tokens: int):
                       schema=TrainConfig)
     path = resolve_model_path(cfg.model.path)
     tokenizer = AutoTokenizer.from_pretrained(path)
-    prompts = load_training_data(cfg, tokenizer).prompt_ids[:rows]
+    prompts = cfg.data.task.load(cfg, tokenizer).prompt_ids[:rows]
     g = torch.Generator().manual_seed(0)
     responses = [torch.randint(100, tokenizer.vocab_size, (response_tokens,), generator=g).tolist() for _ in prompts]
     batch = sequences_to_batch(prompts, responses, pad_id=tokenizer.pad_token_id or 0,

@@ -33,7 +33,7 @@ def run_train(name: str, overrides: list[str], root: Path, config: Path = CONFIG
     out = root / name
     overrides = [f"output_dir={out}", *overrides, f"ray.temp_dir={tempfile.mkdtemp(prefix='bray', dir='/tmp')}"]
     print(f"[{name}] aletheia-train --config {config.name} {' '.join(overrides)}", file=sys.stderr, flush=True)
-    proc = subprocess.run([sys.executable, "-m", "launch.train", "--config", str(config), *overrides],
+    proc = subprocess.run([sys.executable, "-m", "aletheia_ray.launch.train", "--config", str(config), *overrides],
                           cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"{name}: aletheia-train failed ({proc.returncode}):\n{proc.stderr[-3000:]}")

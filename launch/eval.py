@@ -11,7 +11,7 @@ import importlib
 import sys
 from typing import Optional, Sequence
 
-SUBCOMMAND_MODULES = ["launch.eval_score", "launch.eval_run"]
+SUBCOMMAND_MODULES = ["aletheia_ray.launch.eval_score", "aletheia_ray.launch.eval_run"]
 
 
 def build_parser() -> argparse.ArgumentParser:

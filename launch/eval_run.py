@@ -14,9 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -26,7 +24,7 @@ from aletheia_ray.eval_generate import (PROMPT_FORMATS, TOO_LONG_POLICIES, EvalP
                                         split_pair_orders, write_jsonl)
 from aletheia_ray.metrics import TAU_UNDEFINED_MODES
 from aletheia_ray.prompts import THINK_OPEN
-from aletheia_ray.rewards import STYLES
+from aletheia_ray.prompts import STYLES
 
 DEFAULT_K = {"list": 8, "pair": 1}  # pair mode: Kendall tau averages over the k samples of each pair
 
@@ -111,22 +109,6 @@ def model_length_limit(model_path: str, requested: Optional[int]) -> int:
     return requested
 
 
-def connect_ray(address: Optional[str], num_cpus: Optional[int]) -> Optional[str]:
-    """Attach to Ray, or start a local one; return the temp dir of a Ray started here (else None)."""
-    import ray
-
-    if ray.is_initialized():
-        return None
-    address = address or os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address)
-        return None
-    temp_dir = tempfile.mkdtemp(prefix="aletheia_eval_ray_", dir="/tmp")
-    ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, _temp_dir=temp_dir,
-             log_to_driver=True)
-    return temp_dir
-
-
 def generate_all(pool, plan: EvalPlan, args: argparse.Namespace, n: int) -> list:
     """Generate in chunks (progress bar on stderr); prompt indices become plan positions."""
     from tqdm import tqdm
@@ -162,7 +144,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
     from aletheia_ray.data.lists import load_lists
     from aletheia_ray.models import resolve_model_path
-    from launch.eval_score import _summary_tables
+    from aletheia_ray.launch.eval_score import _summary_tables
 
     _check_args(args)
     console = Console(file=sys.stderr)
@@ -193,12 +175,10 @@ def run_eval(args: argparse.Namespace) -> int:
     engine_len = min(limit, plan.longest_prompt + args.max_new_tokens)
     dtype = args.dtype or checkpoint_dtype(model_path)
 
-    from actors.rollout import RolloutPool
-    import ray
+    from aletheia_ray.actors.cluster import ray_session
+    from aletheia_ray.actors.rollout import RolloutPool
 
-    ray_temp = connect_ray(args.ray_address, args.num_cpus)
-    ok = False
-    try:
+    with ray_session(args.ray_address, args.num_cpus or os.cpu_count(), prefix="aletheia_eval_ray_"):
         t0 = time.perf_counter()
         pool = RolloutPool(args.num_engines, model_path, num_cpus_per_engine=args.num_cpus_per_engine,
                            num_gpus_per_engine=args.num_gpus_per_engine,
@@ -212,14 +192,6 @@ def run_eval(args: argparse.Namespace) -> int:
             gen_seconds = time.perf_counter() - t0
         finally:
             pool.shutdown()
-        ok = True
-    finally:
-        if ray_temp is not None:
-            ray.shutdown()
-            if ok:
-                shutil.rmtree(ray_temp, ignore_errors=True)
-            else:
-                console.print(f"[red]Ray logs kept in {ray_temp}")
 
     rows = prediction_rows(plan.prompts, generations, n)
     forward, reverse = split_pair_orders(rows)

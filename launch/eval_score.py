@@ -17,7 +17,7 @@ from rich.table import Table
 
 from aletheia_ray.evaluation import load_predictions, score_predictions
 from aletheia_ray.metrics import TAU_UNDEFINED_MODES
-from aletheia_ray.rewards import STYLES
+from aletheia_ray.prompts import STYLES
 
 
 def register(subparsers) -> None:

@@ -13,9 +13,9 @@ variant that changed behaviour) or Train or Heldout came out empty, 2 on bad con
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
-import tempfile
 from pathlib import Path
 
 from aletheia_ray.config import ConfigError, load_config
@@ -66,26 +66,21 @@ def main(argv=None) -> int:
         return 0
     from aletheia_ray.testbed.build import BuildError, build_testbed
 
-    ray_started = False
+    runner_factory, session = None, contextlib.nullcontext()
     if cfg.execution.backend == "ray":
-        import ray
+        from aletheia_ray.actors.cluster import ray_session
+        from aletheia_ray.actors.sandbox import testbed_runner
 
-        if not ray.is_initialized():
-            ray.init(_temp_dir=tempfile.mkdtemp(prefix="ray-testbed-"), include_dashboard=False)
-            ray_started = True
-    try:
-        build_testbed(args.problems, args.candidates, args.out, cfg)
-    except BuildError as e:
-        print(f"aletheia-testbed: {e}", file=sys.stderr)
-        return 1
-    except (ValueError, FileNotFoundError) as e:
-        print(f"aletheia-testbed: {e}", file=sys.stderr)
-        return 2
-    finally:
-        if ray_started:
-            import ray
-
-            ray.shutdown()
+        runner_factory, session = (lambda: testbed_runner(cfg.execution)), ray_session(prefix="ray-testbed-")
+    with session:
+        try:
+            build_testbed(args.problems, args.candidates, args.out, cfg, runner_factory=runner_factory)
+        except BuildError as e:
+            print(f"aletheia-testbed: {e}", file=sys.stderr)
+            return 1
+        except (ValueError, FileNotFoundError) as e:
+            print(f"aletheia-testbed: {e}", file=sys.stderr)
+            return 2
     return 0
 
 

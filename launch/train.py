@@ -31,7 +31,7 @@ def main(argv=None) -> int:
     except ConfigError as e:
         print(f"aletheia-train: {e}", file=sys.stderr)
         return 2
-    from aletheia_ray.trainer import train  # imports Ray/torch: only after the config is valid
+    from aletheia_ray.actors.controller import train  # imports Ray/torch: only after the config is valid
 
     train(cfg)
     return 0

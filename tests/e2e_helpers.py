@@ -23,7 +23,7 @@ SYNTHETIC_CONFIG = REPO / "configs" / "debug_cpu_synthetic.yaml"  # synthetic li
 
 def train_command() -> list[str]:
     exe = shutil.which("aletheia-train")
-    return [exe] if exe else [sys.executable, "-m", "launch.train"]
+    return [exe] if exe else [sys.executable, "-m", "aletheia_ray.launch.train"]
 
 
 def run_train(overrides: list[str], *, timeout: float, config: Path = DEBUG_CONFIG, env=None) -> subprocess.CompletedProcess:

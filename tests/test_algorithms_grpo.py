@@ -4,11 +4,11 @@ import math
 import pytest
 import torch
 
-from aletheia_ray.algorithms.grpo import grpo_policy_loss, gspo_policy_loss, kl_k3, tis_weights
+from aletheia_ray.algorithms.losses import grpo_policy_loss, gspo_policy_loss, kl_k3, tis_weights
 from aletheia_ray.algorithms.logprobs import entropy_from_logits, masked_mean, token_logprobs
 from aletheia_ray.algorithms.registry import compute_loss
 from aletheia_ray.algorithms.schedules import constant_with_warmup
-from aletheia_ray.algorithms.sft import nll_loss
+from aletheia_ray.algorithms.losses import nll_loss
 from aletheia_ray.batch import TrainBatch
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from launch import bench
+from aletheia_ray.launch import bench
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -30,7 +30,7 @@ def bench_dir(tmp_path, monkeypatch):
 
 def run_cli(*args, env_dir):
     env = {**os.environ, "ALETHEIA_BENCHMARKS_DIR": str(env_dir)}
-    return subprocess.run([sys.executable, "-m", "launch.bench", *args], cwd=REPO, env=env,
+    return subprocess.run([sys.executable, "-m", "aletheia_ray.launch.bench", *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=120)
 
 

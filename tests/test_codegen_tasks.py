@@ -9,15 +9,15 @@ from fixture_paths import REPO_ROOT, SHARED_DATA
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
-from aletheia_ray.codegen import (codegen_completion, codegen_prompt_ids, codegen_user_prompt, cold_start_code,
-                                  load_codegen_tasks, stub_code)
+from aletheia_ray.tasks.codegen import (codegen_completion, codegen_prompt_ids, codegen_user_prompt, cold_start_code,
+                                        load_codegen_tasks, stub_code)
 from aletheia_ray.config import ConfigError, load_config
-from aletheia_ray.reward_scoring import (FORMAT_PENALTY, extract_code, sandbox_metrics, score_pass_rate,
-                                         submission_for, summarize)
+from aletheia_ray.metrics import reward_metrics as summarize
+from aletheia_ray.metrics import sandbox_metrics
+from aletheia_ray.rewards import FORMAT_PENALTY, extract_code, score_pass_rate, submission_for
 from aletheia_ray.sandbox.types import Status, Submission, SubmissionResult
 from aletheia_ray.sandbox.types import TestResult as TResult
 from aletheia_ray.train_config import TrainConfig
-from aletheia_ray.train_data import cold_start_text, load_training_data
 
 HUMANEVAL_PLUS = SHARED_DATA / "humanevalplus_dev.jsonl.gz"
 CODECONTESTS = SHARED_DATA / "codecontests_dev.jsonl"
@@ -124,29 +124,30 @@ def test_unparseable_gets_the_format_penalty_and_is_counted():
 
 def test_debug_codegen_config_loads_fits_two_cores_and_feeds_the_reward_pool(tokenizer):
     cfg = load_config(CONFIG, schema=TrainConfig)
-    assert cfg.data.kind == "codegen" and cfg.reward.kind == "pass_rate" and cfg.cold_start.targets == "stub"
+    assert cfg.data.kind == "codegen" and cfg.reward.fn == "pass_rate" and cfg.cold_start.targets == "stub"
+    assert cfg.data.task.scorer(cfg).runs_code
     cpus = (cfg.rollout.num_engines * cfg.rollout.num_cpus_per_engine + cfg.learner.num_ranks * cfg.learner.num_cpus_per_rank
             + cfg.reference.num_cpus + cfg.reward.sandbox.num_actors * cfg.reward.sandbox.num_cpus_per_actor)
     assert cpus <= 2.0 + 1e-9
-    data = load_training_data(cfg, tokenizer)
+    data = cfg.data.task.load(cfg, tokenizer)
     assert len(data.items) == len(data.prompt_ids) == len(data.reward_items) == data.report["data/num_lists"] > 0
     assert data.report["data/num_lists_read"] == 82
     for task, item, ids in zip(data.items, data.reward_items, data.prompt_ids):
         assert item is task.template and len(ids) <= cfg.data.max_prompt_tokens
-    target = cold_start_text(data.items[0], "stub", "instruct", "", random.Random(0))
+    target = cfg.data.task.cold_start_text(data.items[0], "stub", "instruct", "", random.Random(0))
     assert extract_code(target).rstrip() == stub_code(data.items[0])
 
 
-def test_reward_kind_and_data_kind_must_match_naming_key_and_file(tmp_path):
+def test_reward_fn_must_fit_the_task_naming_key_and_file(tmp_path):
     with pytest.raises(ConfigError) as err:
-        load_config(REPO_ROOT / "configs" / "debug_cpu.yaml", ["reward.kind=pass_rate"], schema=TrainConfig)
-    assert "key 'reward' (from override 'reward.kind=pass_rate')" in str(err.value)
-    assert "needs data.kind 'codegen'" in str(err.value) and "data.kind is 'lists'" in str(err.value)
+        load_config(REPO_ROOT / "configs" / "debug_cpu.yaml", ["reward.fn=pass_rate"], schema=TrainConfig)
+    assert "key 'reward' (from override 'reward.fn=pass_rate')" in str(err.value)
+    assert "does not fit data.kind 'lists'" in str(err.value) and "['list_em']" in str(err.value)
     bad = tmp_path / "bad.yaml"
-    bad.write_text(f"base: {CONFIG}\nreward:\n  kind: verdict\n")
+    bad.write_text(f"base: {CONFIG}\nreward:\n  fn: list_em\n")
     with pytest.raises(ConfigError) as err:
         load_config(bad, schema=TrainConfig)
-    assert f"key 'reward' (in file {bad})" in str(err.value) and "needs reward.kind 'pass_rate'" in str(err.value)
+    assert f"key 'reward' (in file {bad})" in str(err.value) and "trains with ['pass_rate']" in str(err.value)
     with pytest.raises(ConfigError, match=r"key 'cold_start' \(from override.*'random_letter' does not fit"):
         load_config(CONFIG, ["cold_start.targets=random_letter"], schema=TrainConfig)
     with pytest.raises(ConfigError, match="'stub' does not fit data.kind 'lists'"):

@@ -44,7 +44,7 @@ EVAL_K = 4
 
 def eval_command() -> list[str]:
     exe = shutil.which("aletheia-eval")
-    return [exe] if exe else [sys.executable, "-m", "launch.eval"]
+    return [exe] if exe else [sys.executable, "-m", "aletheia_ray.launch.eval"]
 
 
 def test_cold_start_then_grpo_learns_the_synthetic_task(tmp_path):

@@ -61,7 +61,7 @@ def test_list_plan_renders_one_prompt_per_list_with_the_chat_template(tokenizer,
 @pytest.mark.parametrize("style", ["think", "instruct"])
 def test_eval_prompts_equal_the_trainers_prompts(tokenizer, prompt_format, style):
     from aletheia_ray.data.synthetic import make_synthetic_lists
-    from aletheia_ray.train_batches import verifier_prompt_ids
+    from aletheia_ray.tasks.verifier_lists import verifier_prompt_ids
 
     lsts = make_synthetic_lists(5, num_candidates=[2, 3], seed=7)
     plan = plan_eval_prompts(lsts, tokenizer, style=style, prompt_format=prompt_format, max_prompt_tokens=10_000,

@@ -16,7 +16,7 @@ import pytest
 from aletheia_ray.data.lists import load_lists
 from aletheia_ray.eval_generate import plan_eval_prompts
 from aletheia_ray.models import resolve_model_path
-from launch.eval import main
+from aletheia_ray.launch.eval import main
 from fixture_paths import SHARED_DATA
 
 REPO = Path(__file__).resolve().parent.parent
@@ -26,7 +26,7 @@ needs_fixture = pytest.mark.skipif(not FIXTURE.exists(), reason=f"fixture {FIXTU
 
 
 def eval_run(out: Path, *args: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "launch.eval", "run", "--model", "embedded:tiny", "--data", str(FIXTURE),
+    cmd = [sys.executable, "-m", "aletheia_ray.launch.eval", "run", "--model", "embedded:tiny", "--data", str(FIXTURE),
            "--out", str(out), "--max-new-tokens", str(MAX_NEW), *args]
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # start a local Ray
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)

@@ -14,7 +14,7 @@ import pytest
 from aletheia_ray.data.records import VerifierList
 from aletheia_ray.evaluation import load_predictions, score_predictions
 from aletheia_ray.metrics import binomial_std_list_acc, random_baseline_list_acc
-from launch.eval import main
+from aletheia_ray.launch.eval import main
 from fixture_paths import SHARED_DATA
 
 FIXTURE = SHARED_DATA / "humaneval_lists_dev.jsonl"
@@ -210,7 +210,7 @@ def test_done_when_c_pairwise_tournament_tau(tmp_path, prefer_higher, tau):
 def test_console_script_prints_a_table_and_names_bad_files(tmp_path):
     preds = write_jsonl(tmp_path / "p.jsonl", [{"idx": ROWS[0]["idx"], "completions": [box("A")]}])
     out = tmp_path / "m.json"
-    cmd = [sys.executable, "-m", "launch.eval", "score", "--data", str(FIXTURE), "--predictions", str(preds),
+    cmd = [sys.executable, "-m", "aletheia_ray.launch.eval", "score", "--data", str(FIXTURE), "--predictions", str(preds),
            "--out", str(out)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[1])
     assert done.returncode == 0, done.stderr

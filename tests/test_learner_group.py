@@ -10,7 +10,7 @@ import torch
 
 ray = pytest.importorskip("ray")
 
-from actors.learner import LearnerGroup  # noqa: E402
+from aletheia_ray.actors.learner import LearnerGroup  # noqa: E402
 from aletheia_ray.algorithms.logprobs import causal_lm_logprobs  # noqa: E402
 from aletheia_ray.algorithms.registry import compute_loss  # noqa: E402
 from aletheia_ray.batch import TrainBatch  # noqa: E402
@@ -191,7 +191,7 @@ def test_bfloat16_rank_trains_and_stays_close_to_fp32(env):
 def test_a_rank_stuck_in_a_collective_is_named_after_call_timeout(env):
     """A real hang: only rank 0 of a fresh 2-rank group is asked to step, so it blocks in the
     gradient all-reduce waiting for rank 1. The group's call timeout names the silent rank."""
-    from actors.learner import gather_ranks
+    from aletheia_ray.actors.learner import gather_ranks
 
     group = LearnerGroup(2, env["model_dir"], num_cpus_per_rank=0.01, lr=LR, micro_batch_size=2,
                          seed=0, call_timeout_s=120)

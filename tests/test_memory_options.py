@@ -12,8 +12,8 @@ import torch
 
 ray = pytest.importorskip("ray")
 
-from actors.learner import LearnerGroup  # noqa: E402
-from actors.reference import ReferenceActor  # noqa: E402
+from aletheia_ray.actors.learner import LearnerGroup  # noqa: E402
+from aletheia_ray.actors.reference import ReferenceActor  # noqa: E402
 from aletheia_ray.memory_options import MemoryOptions  # noqa: E402
 from aletheia_ray.models import build_tiny_model  # noqa: E402
 from simulated_host_device import HOST, on_host  # noqa: E402

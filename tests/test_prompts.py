@@ -193,7 +193,7 @@ def test_renders_with_the_projects_tiny_tokenizer_when_present():
 @pytest.mark.parametrize("style", STYLES)
 def test_formatted_answers_parse_with_the_reward_parser(style):
     """What the prompt asks for (and SFT targets use) is exactly what the reward parser accepts."""
-    from aletheia_ray.rewards import parse_scores, parse_verdict
+    from aletheia_ray.verdicts import parse_scores, parse_verdict
 
     reasoning = "A fails on empty input; C handles it.\n" + (THINK_CLOSE + "\n" if style == "think" else "")
     verdict = parse_verdict(reasoning + format_verdict("C"), 3, style, strict=True)

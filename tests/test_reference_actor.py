@@ -10,8 +10,8 @@ import torch
 
 ray = pytest.importorskip("ray")
 
-from actors.learner import LearnerGroup  # noqa: E402
-from actors.reference import ReferenceActor  # noqa: E402
+from aletheia_ray.actors.learner import LearnerGroup  # noqa: E402
+from aletheia_ray.actors.reference import ReferenceActor  # noqa: E402
 from aletheia_ray.algorithms.logprobs import causal_lm_logprobs  # noqa: E402
 from aletheia_ray.models import build_tiny_model  # noqa: E402
 from test_learner_group import hf_model, make_batch, valid_positions  # noqa: E402

@@ -2,8 +2,9 @@
 import pytest
 
 from aletheia_ray.data.records import VerifierList
-from aletheia_ray.rewards import (REWARD_FNS, ParsedVerdict, equal_pass_rate_pairs, get_reward_fn, list_em, list_sc,
-                                  overlong_penalty, pair_em, pair_sc, parse_scores, parse_verdict, validate_pair_em_lists)
+from aletheia_ray.rewards import (REWARD_FNS, equal_pass_rate_pairs, get_reward_fn, list_em, list_sc, overlong_penalty,
+                                  pair_em, pair_sc, validate_pair_em_lists)
+from aletheia_ray.verdicts import ParsedVerdict, parse_scores, parse_verdict
 
 
 def make_list(pass_rates, idx="t0"):

@@ -5,7 +5,9 @@ from hypothesis import find, given, settings
 from hypothesis import strategies as st
 
 from aletheia_ray.data.records import VerifierList
-from aletheia_ray.rewards import FORMAT_OK_REWARD, REWARD_FNS, STYLES, parse_scores, parse_verdict
+from aletheia_ray.prompts import STYLES
+from aletheia_ray.rewards import FORMAT_OK_REWARD, REWARD_FNS
+from aletheia_ray.verdicts import parse_scores, parse_verdict
 
 LST = VerifierList(idx="p0", query="q", candidates=["c0", "c1", "c2"], pass_rates=[0.2, 1.0, 0.5],
                    chosen_position=1, chosen_answer="B")

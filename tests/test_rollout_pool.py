@@ -28,7 +28,7 @@ def model_path(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def pools(model_path, tmp_path_factory):
-    from actors.rollout import RolloutPool
+    from aletheia_ray.actors.rollout import RolloutPool
 
     ray.init(num_cpus=2, include_dashboard=False, _temp_dir=str(tmp_path_factory.mktemp("ray")),
              log_to_driver=False)
@@ -109,7 +109,7 @@ def test_seeded_long_prompt_beyond_default_batch_budget(pools):
 
 @pytest.mark.slow
 def test_engine_info_and_bad_inputs(pools, model_path):
-    from actors.rollout import RolloutPool, engine_env
+    from aletheia_ray.actors.rollout import RolloutPool, engine_env
 
     one, _ = pools
     info = ray.get(one.engines[0].info.remote())
@@ -139,7 +139,7 @@ def test_weight_load_submitted_during_generate_starts_after_it(pools, model_path
     the load is submitted once the generate holds the lock and must start after it finished."""
     from transformers import AutoModelForCausalLM
 
-    from actors.rollout import RolloutPool
+    from aletheia_ray.actors.rollout import RolloutPool
     from aletheia_ray.sync.buckets import iter_packed_buckets
 
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
@@ -177,7 +177,7 @@ def test_weight_load_submitted_during_generate_starts_after_it(pools, model_path
 
 
 def test_engine_placement_plan_for_gpu_cluster_without_gpus():
-    from actors.rollout import engine_placement
+    from aletheia_ray.actors.rollout import engine_placement
 
     cpu = engine_placement(0.5, 0, 1)  # this machine: fractional CPU, one bundle per engine
     assert (cpu.bundles, cpu.strategy, cpu.actor_num_cpus, cpu.actor_num_gpus, cpu.env) == \

@@ -16,7 +16,7 @@ SLOT_BASE = 85
 
 
 def _cli(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "launch.sandbox", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "aletheia_ray.launch.sandbox", *args], capture_output=True,
                           text=True, timeout=timeout, cwd=str(REPO_ROOT))
 
 

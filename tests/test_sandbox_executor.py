@@ -8,6 +8,7 @@ import threading
 import pytest
 
 from aletheia_ray.sandbox import isolation as iso
+from aletheia_ray.sandbox.calls import ExpectedCache
 from aletheia_ray.sandbox.checkers import checker
 from aletheia_ray.sandbox.executor import Executor, submission_from_row
 from aletheia_ray.sandbox.types import Status, StdioTest, Submission
@@ -164,6 +165,27 @@ def test_call_tests_missing_entry_point_and_tuple_types(ex):
     as_list = ex.run(Submission(id="c", language="python", code="def f(x):\n    return [x, x]\n",
                                 entry_point="f", inputs=[[1]], reference=ref))
     assert as_list.tests[0].status == Status.WA  # reference returns a tuple: exact types
+
+
+@pytest.mark.sandbox
+def test_reference_outputs_are_cached_per_executor(ex):
+    ref = "def f(x):\n    return x + 1\n"
+    before = len(ex.expected_cache)
+    for code in ("def f(x):\n    return x + 1\n", "def f(x):\n    return x\n"):
+        ex.run(Submission(id="c", language="python", code=code, entry_point="f",
+                          inputs=[[1], [2]], reference=ref))
+    assert len(ex.expected_cache) == before + 1  # the reference ran once for both candidates
+    assert "_expected_cache" not in vars(ex)  # owned as ex.expected_cache, not written by calls.py
+
+
+def test_expected_cache_evicts_the_oldest_entry():
+    cache = ExpectedCache(max_entries=2)
+    cache.put("a", [{"ok": True}])
+    cache.put("b", [])
+    cache.put("b", [{"ok": False}])  # a replaced key evicts nothing
+    assert len(cache) == 2 and cache.get("a") == [{"ok": True}]
+    cache.put("c", [])
+    assert cache.get("a") is None and cache.get("b") == [{"ok": False}] and cache.get("c") == []
 
 
 @pytest.mark.sandbox

@@ -9,7 +9,7 @@ import time
 import pytest
 import ray
 
-from actors.sandbox import SandboxPool
+from aletheia_ray.actors.sandbox import SandboxPool
 from aletheia_ray.sandbox.isolation import SANDBOX_UID_BASE, pids_of_uid
 from aletheia_ray.sandbox.types import Status, StdioTest, Submission
 

@@ -83,7 +83,7 @@ def test_sync_errors_carry_parties():
 def test_reload_warning_is_dropped_only_for_layers_without_checkpoint_weights():
     import logging
 
-    from aletheia_ray.sync.vllm_extension import RELOAD_LOGGER, quiet_computed_layer_warnings
+    from aletheia_ray.actors.weight_sync.vllm_extension import RELOAD_LOGGER, quiet_computed_layer_warnings
 
     logger, seen = logging.getLogger(RELOAD_LOGGER), []
 

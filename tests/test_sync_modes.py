@@ -12,7 +12,9 @@ from aletheia_ray import checkpoint as ckpt
 from aletheia_ray.batch import Generation
 from aletheia_ray.config import ConfigError, load_config
 from aletheia_ray.sync.modes import make_sync_policy
-from aletheia_ray.train_batches import mean_update_metrics, minibatch_rows, sequences_to_batch
+from aletheia_ray.batch import sequences_to_batch
+from aletheia_ray.metrics import mean_update_metrics
+from aletheia_ray.micro_batches import minibatch_rows
 from aletheia_ray.train_config import TrainConfig
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"

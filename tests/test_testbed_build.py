@@ -179,7 +179,7 @@ def test_cli_build_and_config_errors(tmp_path):
     import subprocess
     import sys
 
-    base = [sys.executable, "-m", "launch.testbed", "build", "--problems", str(PROBLEMS),
+    base = [sys.executable, "-m", "aletheia_ray.launch.testbed", "build", "--problems", str(PROBLEMS),
             "--candidates", str(CANDIDATES), "--out", str(tmp_path / "cli"), "--config", str(CONFIG)]
     run = subprocess.run(base + ["--set", "adversarial.verify_sample=0", "--set", "adversarial.verify_per_transform=0",
                                  "--set", "splits.train_size=50"],

@@ -6,7 +6,7 @@ import pytest
 
 from aletheia_ray.data.lists import load_lists, save_lists
 from aletheia_ray.testbed.dpo import build_dpo_pairs
-from launch.testbed import main as cli_main
+from aletheia_ray.launch.testbed import main as cli_main
 from fixture_paths import SHARED_DATA
 
 LISTS = SHARED_DATA / "humaneval_lists_dev.jsonl"

@@ -4,7 +4,6 @@ hold back (and, on a crash, lose) the results that finished behind it.
 The unit tests use fake runners (no sandbox); the last test runs the real local sandbox.
 """
 import json
-import sys
 import threading
 import time
 import types
@@ -18,8 +17,8 @@ from aletheia_ray.testbed import execution
 from aletheia_ray.testbed.candidates import Candidate
 from aletheia_ray.testbed.config import ExecutionConfig, ProblemsConfig
 from aletheia_ray.testbed.execution import ExecutionCache, execution_key, score_missing, thread_runner
-from aletheia_ray.testbed.problems import problem_from_row
-from aletheia_ray.testbed.report import BuildReport
+from aletheia_ray.data.problems import problem_from_row
+from aletheia_ray.data.report import BuildReport
 from runner_helpers import Crash, crash_after
 
 SLOW = "import time\ntime.sleep(60)\n"
@@ -96,8 +95,8 @@ def test_ray_runner_caches_each_result_as_it_arrives(tmp_path, monkeypatch):
         def shutdown(self):
             closed.append(threading.get_ident())
 
-    monkeypatch.setitem(sys.modules, "actors.sandbox", types.SimpleNamespace(SandboxPool=FakePool))
-    runner = execution.ray_runner(ExecutionConfig(backend="ray", workers=2))
+    runner = execution.pool_runner(ExecutionConfig(backend="ray", workers=2),
+                                   lambda slot: FakePool(1, isolation="auto", allow_unisolated=False, slot_offset=slot))
     problem, cache_path = _problem(), tmp_path / "cache.jsonl"
     with pytest.raises(Crash):
         _score(_cands(12), problem, ExecutionCache(cache_path), crash_after(runner, 4))

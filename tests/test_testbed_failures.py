@@ -20,10 +20,10 @@ from aletheia_ray.testbed.adversarial.apply import verify_adversarial
 from aletheia_ray.testbed.adversarial.registry import AdvTransform
 from aletheia_ray.testbed.build import BuildError, build_testbed
 from aletheia_ray.testbed.config import ProblemsConfig, SplitsConfig, TestbedConfig
-from aletheia_ray.testbed.problems import load_problems
-from aletheia_ray.testbed.report import BuildReport
+from aletheia_ray.data.problems import load_problems
+from aletheia_ray.data.report import BuildReport
 from aletheia_ray.testbed.splits import balanced_sample, evenness, make_splits
-from launch.testbed import DEFAULT_CONFIG, main
+from aletheia_ray.launch.testbed import DEFAULT_CONFIG, main
 from fixture_paths import REPO_ROOT, SHARED_DATA
 
 PROBLEMS = SHARED_DATA / "humanevalplus_dev.jsonl.gz"

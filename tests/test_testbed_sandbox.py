@@ -21,8 +21,8 @@ from aletheia_ray.testbed.build import build_testbed
 from aletheia_ray.testbed.candidates import load_candidates
 from aletheia_ray.testbed.config import CandidatesConfig, ExecutionConfig, ProblemsConfig, TestbedConfig
 from aletheia_ray.testbed.execution import ExecutionCache, score_missing, thread_runner
-from aletheia_ray.testbed.problems import load_problems, problem_from_row
-from aletheia_ray.testbed.report import BuildReport
+from aletheia_ray.data.problems import load_problems, problem_from_row
+from aletheia_ray.data.report import BuildReport
 from fixture_paths import SHARED_DATA
 from runner_helpers import Crash, crash_after
 
@@ -164,7 +164,7 @@ def test_cli_build_executes_candidates_on_the_ray_pool(tmp_path):
                 rows.append({"problem_id": row["task_id"], "generator": "codegen-16B", "language": "python", "code": code})
                 known[code] = rate
     (tmp_path / "c.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    run = subprocess.run([sys.executable, "-m", "launch.testbed", "build", "--problems", str(tmp_path / "p.jsonl"),
+    run = subprocess.run([sys.executable, "-m", "aletheia_ray.launch.testbed", "build", "--problems", str(tmp_path / "p.jsonl"),
                           "--candidates", str(tmp_path / "c.jsonl"), "--out", str(tmp_path / "out"),
                           "--config", str(CONFIG), "--ray", "--set", "adversarial.verify_sample=1",
                           "--set", "adversarial.verify_per_transform=0",

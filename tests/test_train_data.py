@@ -8,7 +8,8 @@ import pytest
 from aletheia_ray.config import ConfigError, load_config
 from aletheia_ray.data.synthetic import make_synthetic_lists
 from aletheia_ray.train_config import REPO_ROOT, TrainConfig
-from aletheia_ray.train_data import NoTrainingListsError, select_training_lists
+from aletheia_ray.tasks.base import NoTrainingItemsError as NoTrainingListsError
+from aletheia_ray.tasks.base import select_items as select_training_lists
 
 CONFIGS = REPO_ROOT / "configs"
 FIXTURE = REPO_ROOT.parent / "shared" / "data" / "humaneval_lists_dev.jsonl"

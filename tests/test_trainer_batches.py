@@ -6,12 +6,14 @@ import torch
 
 from aletheia_ray.batch import Generation
 from aletheia_ray.data.synthetic import make_synthetic_lists
-from aletheia_ray.reward_scoring import (FORMAT_PENALTY, Overlong, extract_code, score_pass_rate, score_verdict,
-                                         summarize)
+from aletheia_ray.metrics import reward_metrics as summarize
+from aletheia_ray.rewards import FORMAT_PENALTY, Overlong, extract_code, score_pass_rate, score_verdict
 from aletheia_ray.sampler import PromptSampler
 from aletheia_ray.sandbox.types import Status, SubmissionResult
-from aletheia_ray.train_batches import generations_to_batch, response_metrics, sequences_to_batch, verdict_completion
-from aletheia_ray.rewards import parse_verdict
+from aletheia_ray.batch import generations_to_batch, sequences_to_batch
+from aletheia_ray.metrics import response_metrics
+from aletheia_ray.tasks.verifier_lists import verdict_completion
+from aletheia_ray.verdicts import parse_verdict
 
 
 # ------------------------------------------------------------------ sampler

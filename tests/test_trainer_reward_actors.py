@@ -6,10 +6,10 @@ import tempfile
 import pytest
 import ray
 
-from actors.reward import RewardPool
+from aletheia_ray.actors.reward import RewardPool
 from aletheia_ray.batch import Generation
 from aletheia_ray.data.synthetic import make_synthetic_lists
-from aletheia_ray.reward_scoring import Overlong
+from aletheia_ray.rewards import Overlong
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,7 @@ def test_pass_rate_kind_needs_a_sandbox_pool_and_bad_names_fail_early(local_ray)
 
 @pytest.mark.sandbox
 def test_pass_rate_rewards_through_the_sandbox_pool_same_interface(local_ray):
-    from actors.sandbox import SandboxPool
+    from aletheia_ray.actors.sandbox import SandboxPool
     from aletheia_ray.sandbox.types import StdioTest, Submission
 
     task = Submission("task-0", "python", "", tests=[StdioTest("3", "9"), StdioTest("4", "16")], time_limit_s=10)

@@ -21,7 +21,7 @@ SEQ = [1, 398, 268, 201, 2651, 1361, 33, 1221, 274, 10, 90, 462, 201, 261, 297, 
 
 def make_sender_class():
     """Defined in a function so Ray pickles it by value (workers need not import this file)."""
-    from aletheia_ray.sync import WeightSenderMixin
+    from aletheia_ray.actors.weight_sync.sender import WeightSenderMixin
 
     class PerturbedHFSenderForTest(WeightSenderMixin):
         def __init__(self, model_path):
@@ -60,7 +60,7 @@ class SenderGroup:
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    from actors.rollout import RolloutPool
+    from aletheia_ray.actors.rollout import RolloutPool
 
     model_path = resolve_model_path("embedded:tiny", cache_dir=str(tmp_path_factory.mktemp("cache")))
     # 4 logical CPUs on 2 cores: engines, test sender and 2 learner ranks all fit
@@ -89,7 +89,7 @@ def max_diff_to_sender(pool, sender, seq=SEQ):
 @pytest.mark.slow
 @pytest.mark.parametrize("transport,seed", [("object_store", 1), ("collective", 2)])
 def test_weight_sync_with_test_sender_actor_matches_hf_logprobs(setup, transport, seed):
-    from aletheia_ray.sync import WeightSync
+    from aletheia_ray.actors.weight_sync.transports import WeightSync
 
     _, pool, sender = setup
     ray.get(sender.perturb.remote(seed))
@@ -113,7 +113,7 @@ def test_weight_sync_with_test_sender_actor_matches_hf_logprobs(setup, transport
 
 @pytest.mark.slow
 def test_weight_sync_second_collective_sync_reuses_group(setup):
-    from aletheia_ray.sync import WeightSync
+    from aletheia_ray.actors.weight_sync.transports import WeightSync
 
     _, pool, sender = setup
     sync = WeightSync(transport="collective", bucket_mb=1, timeout_s=120)
@@ -129,9 +129,9 @@ def test_weight_sync_second_collective_sync_reuses_group(setup):
 @pytest.mark.parametrize("transport", ["object_store", "collective"])
 def test_weight_sync_from_real_learner_group(setup, transport):
     """Rank 0 of a 2-rank ZeRO-2 LearnerGroup sends its trained weights to both engines."""
-    from actors.learner import LearnerGroup
+    from aletheia_ray.actors.learner import LearnerGroup
     from aletheia_ray.batch import TrainBatch
-    from aletheia_ray.sync import WeightSync
+    from aletheia_ray.actors.weight_sync.transports import WeightSync
 
     model_path, pool, _ = setup
     lr = {"object_store": 5e-2, "collective": 2e-2}[transport]  # each case ends at other weights
@@ -154,7 +154,8 @@ def test_weight_sync_from_real_learner_group(setup, transport):
 
 @pytest.mark.slow
 def test_weight_sync_timeout_names_the_silent_party(setup):
-    from aletheia_ray.sync import SyncTimeoutError, WeightSync
+    from aletheia_ray.sync.errors import SyncTimeoutError
+    from aletheia_ray.actors.weight_sync.transports import WeightSync
 
     _, pool, sender = setup
     # the learner is busy (a 6 s call runs on it first): both transports name it

@@ -60,3 +60,8 @@ def group_relative_advantages(
         advantages[idx] = centred
     num_groups = len(members)
     return GroupAdvantages(advantages, zero_std / num_groups if num_groups else 0.0, num_groups)
+
+
+# advantage estimators by name (``register_algorithm(..., advantage=<name>)``): (rewards, group ids,
+# normalize_by_std) -> GroupAdvantages
+ADVANTAGE_ESTIMATORS = {"grpo": group_relative_advantages}

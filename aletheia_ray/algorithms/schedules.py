@@ -1,6 +1,8 @@
 """Learning-rate schedules (multipliers for ``torch.optim.lr_scheduler.LambdaLR``)."""
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -19,9 +21,10 @@ def constant_with_warmup(warmup_steps: int):
     return multiplier
 
 
-def warmup_steps_from_ratio(total_steps: int, warmup_ratio: float) -> int:
-    """E.g. the paper's 5% warm-up: ``warmup_steps_from_ratio(total, 0.05)``."""
-    return int(round(total_steps * warmup_ratio))
+def warmup_steps(total_updates: int, warmup_ratio: float) -> int:
+    """Warm-up length, the one place it is computed: ceil(ratio x every optimizer update of the run),
+    e.g. the paper's 5% of 500 updates = 25 (``TrainConfig.warmup_steps``)."""
+    return math.ceil(total_updates * warmup_ratio - 1e-9)
 
 
 def constant_with_warmup_scheduler(optimizer: torch.optim.Optimizer, warmup_steps: int):

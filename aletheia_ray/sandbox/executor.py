@@ -15,21 +15,23 @@ import os
 import secrets
 import shutil
 import tempfile
-from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Iterator, Optional
 
 from aletheia_ray.sandbox import isolation as iso
+from aletheia_ray.sandbox.calls import ExpectedCache, run_call_tests
 from aletheia_ray.sandbox.checkers import checker as get_checker
 from aletheia_ray.sandbox.exec_wrapper import wrapped_argv, wrapper_path
 from aletheia_ray.sandbox.native import compiled_tool
 from aletheia_ray.sandbox.isolation import IsolationReport, Limits
 from aletheia_ray.sandbox.languages import Language, SourceError, language
+from aletheia_ray.sandbox.probe import run_probe
 from aletheia_ray.sandbox.process import RawRun, run_process
+from aletheia_ray.sandbox.run_outcome import STARTUP_S, classify_run, cpu_verdict
 from aletheia_ray.sandbox.session import SUPERVISOR_NAME, TestSession
+from aletheia_ray.sandbox.slot_access import Launch, SlotAccess, limits_for
 from aletheia_ray.sandbox.slot_lock import claim_slot, release_slot
 from aletheia_ray.sandbox.submissions import submission_from_row  # noqa: F401 - re-exported
 from aletheia_ray.sandbox.types import Status, Submission, SubmissionResult, TestResult, finish
-from aletheia_ray.sandbox.verdicts import STARTUP_S, classify_run, cpu_verdict
 from aletheia_ray.sandbox.values import decode_call_line, values_match  # noqa: F401 - re-exported
 
 log = logging.getLogger(__name__)
@@ -38,27 +40,6 @@ COMPILE_TIME_S, COMPILE_MEMORY_MB = 30.0, 2048
 # read-only host config the sandbox needs: the JVM's, and Debian's alternatives symlinks (numpy's
 # libblas.so.3 resolves through /etc/alternatives); symlinks and config only, no secrets
 SYSTEM_CONF_RO = ("/etc/java-17-openjdk", "/etc/alternatives")
-
-
-@dataclass
-class Launch:
-    """One prepared sandboxed command (see ``Executor.sandboxed``)."""
-
-    argv: list[str]
-    env: dict[str, str]
-    cwd: Optional[str]
-    preexec: Optional[Callable[[], None]]
-    pass_fds: tuple[int, ...]
-    setup_error_fd: Optional[int]  # the exec wrapper reports set-up failures here
-    cgroup: Optional[iso.SlotCgroup]
-
-    def setup_error(self) -> str:
-        if self.setup_error_fd is None:
-            return ""
-        try:
-            return os.read(self.setup_error_fd, 4096).decode(errors="replace")
-        except BlockingIOError:
-            return ""
 
 
 class Executor:
@@ -110,6 +91,8 @@ class Executor:
             os.chmod(os.path.join(self.harness, SUPERVISOR_NAME), 0o755)
         self._count = 0
         self._report: Optional[IsolationReport] = None
+        # reference outputs of call tests (calls.py), reused across this slot's submissions
+        self.expected_cache = ExpectedCache()
         self.mode = "bwrap"
         if isolation in ("auto", "bwrap"):
             why = self._bwrap_broken()
@@ -156,14 +139,18 @@ class Executor:
     def probe(self) -> IsolationReport:
         """Run the probe program inside the sandbox and report what each layer achieved."""
         if self._report is None:
-            from aletheia_ray.sandbox.probe import probe_executor
-
-            self._report = probe_executor(self)
+            self._report = run_probe(self.slot_access(), self.problems, self.cgroup,
+                                     self.subreaper)
         return self._report
 
     @property
     def level(self) -> str:
         return self.probe().level
+
+    def slot_access(self) -> SlotAccess:
+        """This slot as the helper modules (probe, session, calls) see it: settings + callables."""
+        return SlotAccess(mode=self.mode, uid=self.uid, new_dir=self.new_dir, paths=self.paths,
+                          launch=self.launch, sandboxed=self.sandboxed, classify=self.classify)
 
     # ---- launching ---------------------------------------------------------------------------
     def _bwrap_broken(self) -> str:
@@ -282,8 +269,7 @@ class Executor:
             shutil.rmtree(prog, ignore_errors=True)
 
     def limits_for(self, sub: Submission, lang: Language, cpu_s: float) -> Limits:
-        return Limits(cpu_s=cpu_s, memory_mb=sub.memory_limit_mb + lang.memory_overhead_mb,
-                      address_space=lang.address_space_limit)
+        return limits_for(sub, lang, cpu_s)
 
     def _run(self, sub: Submission, lang: Language, prog: str, level: str) -> SubmissionResult:
         result = SubmissionResult(sub.id, Status.OK, None, isolation=level)
@@ -306,9 +292,7 @@ class Executor:
         if sub.test_program is not None:
             result.tests = [self._program_test(sub, lang, prog)]
         elif sub.entry_point is not None:
-            from aletheia_ray.sandbox.calls import run_call_tests
-
-            result.tests = run_call_tests(self, sub, lang, prog)
+            result.tests = run_call_tests(self.slot_access(), sub, lang, prog, self.expected_cache)
         else:
             raise ValueError(f"submission {sub.id}: no tests, test_program or entry_point")
         return finish(result)
@@ -364,7 +348,7 @@ class Executor:
         (then every test gets a sandbox of its own)."""
         if not self.supervisor:
             return contextlib.nullcontext()
-        return TestSession(self, prog, self.run_limits(sub, lang))
+        return TestSession(self.slot_access(), prog, self.run_limits(sub, lang))
 
     def run_stdio_tests(self, sub: Submission, lang: Language, prog: str) -> list[TestResult]:
         """Every stdin/stdout test of a compiled program, each in a fresh process."""
@@ -404,4 +388,5 @@ class Executor:
         return TestResult(status, round(raw.wall_s, 4), detail)
 
 
-__all__ = ["Executor", "submission_from_row", "finish", "values_match", "decode_call_line"]
+__all__ = ["Executor", "Launch", "submission_from_row", "finish", "values_match",
+           "decode_call_line"]

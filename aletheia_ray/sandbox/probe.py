@@ -1,27 +1,32 @@
-"""Probe: run a program inside the slot's sandbox and turn its findings into an IsolationReport."""
+"""Probe: run a program inside the slot's sandbox and turn its findings into an IsolationReport.
+
+Gets the slot as a ``SlotAccess`` (slot_access.py) plus what only the report needs (set-up
+problems, cgroup, subreaper); it never imports the executor."""
 from __future__ import annotations
 
 import json
 import os
 import shutil
-from typing import TYPE_CHECKING
+from typing import Optional
 
-from aletheia_ray.sandbox.isolation import IsolationReport, Limits, resolve_binary
-
-if TYPE_CHECKING:
-    from aletheia_ray.sandbox.executor import Executor
+from aletheia_ray.sandbox.isolation import IsolationReport, Limits, SlotCgroup, resolve_binary
+from aletheia_ray.sandbox.slot_access import SlotAccess
 
 HOST_PATHS = ("/root", "/etc/shadow", "/work", "/home")
 
 
-def probe_executor(ex: "Executor") -> IsolationReport:
-    prog = ex.new_dir()
+def run_probe(slot: SlotAccess, problems: dict[str, str], cgroup: Optional[SlotCgroup],
+              subreaper: bool) -> IsolationReport:
+    """What each isolation layer of ``slot`` achieved. ``problems``: set-up failures by layer
+    (seccomp, namespaces); ``cgroup``: the slot's cgroup (None when not root); ``subreaper``:
+    whether the executor adopts orphans."""
+    prog = slot.new_dir()
     try:
-        _, harness = ex.paths(prog)
+        _, harness = slot.paths(prog)
         argv = [resolve_binary("python3"), "-I", "-B", os.path.join(harness, "probe.py"),
                 json.dumps([p for p in HOST_PATHS if os.path.exists(p)])]
         limits = Limits(cpu_s=10, memory_mb=512)
-        raw, _ = ex.launch(argv, prog, False, limits, b"", 20.0, 1 << 20)
+        raw, _ = slot.launch(argv, prog, False, limits, b"", 20.0, 1 << 20)
     finally:
         shutil.rmtree(prog, ignore_errors=True)
     if raw.returncode != 0:
@@ -35,7 +40,7 @@ def probe_executor(ex: "Executor") -> IsolationReport:
         good.append(ok)
         layers[name] = ("ok: " if ok else "MISSING: ") + text
 
-    namespaced = ex.mode == "bwrap"
+    namespaced = slot.mode == "bwrap"
     layer("network", seen["interfaces"] == ["lo"],
           f"interfaces inside: {seen['interfaces']}")
     writes = {d: seen[f"write_{d}"] for d in ("usr", "root", "dev")}
@@ -52,26 +57,26 @@ def probe_executor(ex: "Executor") -> IsolationReport:
     layer("uid", seen["uid"] != 0, f"runs as uid {seen['uid']}")
     layer("seccomp", "denied" in seen["socket_inet"] and "denied" in seen["unshare"],
           f"socket(AF_INET): {seen['socket_inet']}; unshare(NEWUSER): {seen['unshare']}"
-          + (f" ({ex.problems['seccomp']})" if "seccomp" in ex.problems else ""))
+          + (f" ({problems['seccomp']})" if "seccomp" in problems else ""))
     lim = seen["rlimits"]
     layer("rlimits", lim["NPROC"] > 0 and lim["CORE"] == 0 and lim["CPU"] > 0,
           ", ".join(f"{k}={v}" for k, v in lim.items()))
     layer("scratch_tmpfs", 0 < seen["scratch_mb"] <= limits.scratch_mb
           and 0 < seen["shm_mb"] <= limits.scratch_mb,
           f"scratch (cwd) is {seen['scratch_mb']} MiB, /dev/shm {seen['shm_mb']} MiB")
-    cg = ex.cgroup
+    cg = cgroup
     for ctrl in ("memory", "pids"):
         ok = bool(cg and ctrl in cg.dirs)
         text = cg.dirs[ctrl] if ok else (cg.problems.get(ctrl, "not root") if cg else "not root")
         layer(f"cgroup_{ctrl}", ok, text)
-    layer("subreaper", ex.subreaper, "orphans of killed runs are adopted and reaped")
+    layer("subreaper", subreaper, "orphans of killed runs are adopted and reaped")
     # measured: which of the probe's namespaces differ from the host's (own process)
     fresh = sorted(ns for ns, ident in seen["namespaces"].items()
                    if ident != os.readlink(f"/proc/self/ns/{ns}"))
     shared = sorted(set(seen["namespaces"]) - set(fresh))
     if not namespaced:
         level = "none"
-        layers["namespaces"] = "MISSING: " + ex.problems.get("namespaces", "isolation='none'")
+        layers["namespaces"] = "MISSING: " + problems.get("namespaces", "isolation='none'")
     else:
         layer("namespaces", not shared, f"bubblewrap: own {', '.join(fresh) or 'none'}"
               + (f"; SHARED with the host: {', '.join(shared)}" if shared else ""))

@@ -20,14 +20,12 @@ import os
 import socket
 import subprocess
 import time
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 from aletheia_ray.sandbox import isolation as iso
 from aletheia_ray.sandbox.isolation import Limits
 from aletheia_ray.sandbox.process import STDERR_CAP, RawRun, kill_group, pump
-
-if TYPE_CHECKING:
-    from aletheia_ray.sandbox.executor import Executor
+from aletheia_ray.sandbox.slot_access import SlotAccess
 
 SUPERVISOR_NAME = "aletheia-supervisor"
 READY_TIMEOUT_S = 10.0
@@ -35,10 +33,11 @@ SCRATCH_DIRS = (iso.SCRATCH_DIR, "/tmp", "/dev/shm")
 
 
 class TestSession:
-    """Runs the tests of one submission in one sandbox. Use as a context manager."""
+    """Runs the tests of one submission in one sandbox. Use as a context manager.
+    ``slot``: the executor's slot (``Executor.slot_access()``): mode, uid, paths, sandboxed."""
 
-    def __init__(self, ex: "Executor", prog: str, limits: Limits):
-        self.ex, self.prog, self.limits = ex, prog, limits
+    def __init__(self, slot: SlotAccess, prog: str, limits: Limits):
+        self.slot, self.prog, self.limits = slot, prog, limits
         self.proc: Optional[subprocess.Popen] = None
         self.sock: Optional[socket.socket] = None
         self.cgroup: Optional[iso.SlotCgroup] = None
@@ -53,12 +52,12 @@ class TestSession:
     def _start(self) -> str:
         """Start a sandbox with the supervisor; returns "" or why it could not start."""
         host_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        _, harness_in = self.ex.paths(self.prog)
-        scratch = SCRATCH_DIRS if self.ex.mode == "bwrap" else ()
+        _, harness_in = self.slot.paths(self.prog)
+        scratch = SCRATCH_DIRS if self.slot.mode == "bwrap" else ()
         argv = [os.path.join(harness_in, SUPERVISOR_NAME), str(child_end.fileno()), *scratch]
         try:
-            with self.ex.sandboxed(argv, self.prog, False, self.limits,
-                                   extra_fds=(child_end.fileno(),)) as cmd:
+            with self.slot.sandboxed(argv, self.prog, False, self.limits,
+                                     extra_fds=(child_end.fileno(),)) as cmd:
                 try:
                     self.proc = subprocess.Popen(
                         cmd.argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -98,7 +97,7 @@ class TestSession:
         if self.proc is not None:
             kill_group(self.proc.pid)  # bwrap dies, and with it its pid namespace
             self._reap_proc()
-        iso.sweep(self.ex.uid, self.cgroup, thorough=True)
+        iso.sweep(self.slot.uid, self.cgroup, thorough=True)
 
     def _reap_proc(self) -> None:
         try:
@@ -117,12 +116,12 @@ class TestSession:
             try:
                 self.proc.wait(timeout=5)
                 self._reap_proc()
-                iso.sweep(self.ex.uid, self.cgroup)  # cheap: the cgroup should be empty now
+                iso.sweep(self.slot.uid, self.cgroup)  # cheap: the cgroup should be empty now
             except subprocess.TimeoutExpired:
                 pass
         if self.proc is not None:
             self._kill()
-        iso.reap_orphans(self.ex.uid)
+        iso.reap_orphans(self.slot.uid)
 
     # ---- one test ----------------------------------------------------------------------------
     def run(self, argv: list[str], stdin: bytes, wall_s: float,
@@ -136,9 +135,9 @@ class TestSession:
         oom_before = cg.oom_kills() if cg else 0
         pipes = [os.pipe2(os.O_CLOEXEC) for _ in range(3)]
         child_fds = [pipes[0][0], pipes[1][1], pipes[2][1]]
-        if self.ex.uid is not None:  # so the test can reopen them (/dev/stdout, /dev/stderr)
+        if self.slot.uid is not None:  # so the test can reopen them (/dev/stdout, /dev/stderr)
             for fd in child_fds:
-                os.fchown(fd, self.ex.uid, self.ex.uid)
+                os.fchown(fd, self.slot.uid, self.slot.uid)
         start = time.monotonic()
         replies: list[bytes] = []
         try:

@@ -20,8 +20,8 @@ from aletheia_ray.testbed.candidates import check_candidates, load_candidates
 from aletheia_ray.testbed.config import TestbedConfig
 from aletheia_ray.testbed.execution import ExecutionCache, Runner, make_runner, run_with_progress, score_missing
 from aletheia_ray.testbed.lists import BUCKETS, build_lists
-from aletheia_ray.testbed.problems import load_problems
-from aletheia_ray.testbed.report import BuildReport
+from aletheia_ray.data.problems import load_problems
+from aletheia_ray.data.report import BuildReport
 from aletheia_ray.testbed.splits import contamination, evenness, make_splits
 from aletheia_ray.testbed.stats import SPLIT_ORDER, render_stats, split_stats
 

@@ -15,8 +15,8 @@ from typing import Optional
 
 from aletheia_ray.sandbox.languages import ALIASES, LANGUAGES
 from aletheia_ray.testbed.config import CandidatesConfig
-from aletheia_ray.testbed.problems import Problem, read_jsonl
-from aletheia_ray.testbed.report import BuildReport
+from aletheia_ray.data.problems import Problem, read_jsonl
+from aletheia_ray.data.report import BuildReport
 
 
 @dataclass

@@ -6,15 +6,9 @@ from typing import Literal, Optional
 from pydantic import Field, model_validator
 
 from aletheia_ray.config import StrictModel
+from aletheia_ray.data.problems import ProblemsConfig
 
 Tier = Literal["weak", "strong"]
-
-
-class ProblemsConfig(StrictModel):
-    min_tests: int = Field(5, ge=1)  # paper filter: enough tests for a meaningful pass rate
-    max_time_limit_s: Optional[float] = Field(None, gt=0)  # paper filter: drop slow problems
-    default_time_limit_s: float = Field(10.0, gt=0)  # for rows without time_limit_s
-    max_call_inputs: int = Field(60, ge=1)  # HumanEval+: first N of base_input + plus_input
 
 
 class CandidatesConfig(StrictModel):

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from aletheia_ray.data.lists import load_lists
 from aletheia_ray.rewards import REWARD_FNS
-from aletheia_ray.testbed.problems import read_jsonl
+from aletheia_ray.data.problems import read_jsonl
 
 
 def load_samples(path: str | Path) -> list[dict]:

@@ -14,15 +14,15 @@ import json
 import os
 from contextlib import closing, contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 from tqdm import tqdm
 
 from aletheia_ray.sandbox.types import Submission, SubmissionResult
 from aletheia_ray.testbed.candidates import Candidate
 from aletheia_ray.testbed.config import ExecutionConfig
-from aletheia_ray.testbed.problems import Problem
-from aletheia_ray.testbed.report import BuildReport
+from aletheia_ray.data.problems import Problem
+from aletheia_ray.data.report import BuildReport
 
 # A runner takes submissions and yields (index, result) as each finishes, in any order.
 Runner = Callable[[list[Submission]], Iterator[tuple[int, SubmissionResult]]]
@@ -74,20 +74,19 @@ def thread_runner(cfg: ExecutionConfig) -> Runner:
     return run
 
 
-def ray_runner(cfg: ExecutionConfig) -> Runner:
-    """Run on Ray sandbox actors (Ray must be initialised by the caller): ``cfg.workers``
-    one-actor ``SandboxPool``s (slots 0..workers-1, each keeping the pool's timeout, retry and
-    restart handling), each fed one submission at a time by a ``run_local`` worker thread, so
-    results are yielded (and cached) as each one arrives; the pools live for one call."""
-    from actors.sandbox import SandboxPool
+def pool_runner(cfg: ExecutionConfig, make_pool: Callable[[int], Any]) -> Runner:
+    """Run on ``cfg.workers`` one-actor sandbox pools (``make_pool(slot)``, slots 0..workers-1, each
+    keeping the pool's timeout, retry and restart handling; the Ray layer's
+    ``aletheia_ray.actors.sandbox.testbed_runner`` makes Ray ``SandboxPool``s), each fed one submission
+    at a time by a ``run_local`` worker thread, so results are yielded (and cached) as each one
+    arrives; the pools live for one call."""
     from aletheia_ray.sandbox.parallel import run_local
 
     def run(subs: list[Submission]) -> Iterator[tuple[int, SubmissionResult]]:
-        pools: list[SandboxPool] = []
+        pools: list = []
 
         def make_pool_runner(slot: int) -> Callable[[Submission], SubmissionResult]:
-            pool = SandboxPool(1, isolation=cfg.isolation, allow_unisolated=cfg.allow_unisolated,
-                               slot_offset=slot)
+            pool = make_pool(slot)
             pools.append(pool)
             return lambda sub: pool.score([sub])[0]
 
@@ -103,7 +102,12 @@ def ray_runner(cfg: ExecutionConfig) -> Runner:
 
 
 def make_runner(cfg: ExecutionConfig) -> Runner:
-    return ray_runner(cfg) if cfg.backend == "ray" else thread_runner(cfg)
+    """The local runner; ``execution.backend: ray`` runs on the Ray layer, whose runner the caller
+    passes (``aletheia-testbed`` does: ``aletheia_ray.actors.sandbox.testbed_runner``)."""
+    if cfg.backend != "threads":
+        raise ValueError(f"execution.backend {cfg.backend!r} needs a runner from the Ray layer "
+                         "(build_testbed(..., runner_factory=lambda: aletheia_ray.actors.sandbox.testbed_runner(cfg)))")
+    return thread_runner(cfg)
 
 
 @contextmanager

@@ -18,8 +18,8 @@ from itertools import combinations
 from aletheia_ray.data.records import LETTERS, VerifierList
 from aletheia_ray.testbed.candidates import Candidate
 from aletheia_ray.testbed.config import GeneratorsConfig, ListsConfig
-from aletheia_ray.testbed.problems import Problem
-from aletheia_ray.testbed.report import BuildReport
+from aletheia_ray.data.problems import Problem
+from aletheia_ray.data.report import BuildReport
 
 BUCKETS = ("easy", "hard")
 RATE_DECIMALS = 6

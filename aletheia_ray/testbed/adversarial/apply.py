@@ -16,7 +16,7 @@ from typing import Callable, Optional
 from aletheia_ray.data.records import VerifierList
 from aletheia_ray.sandbox.types import Status, Submission, SubmissionResult
 from aletheia_ray.testbed.adversarial.registry import get_transform
-from aletheia_ray.testbed.report import BuildReport
+from aletheia_ray.data.report import BuildReport
 
 
 def _compiles(code: str, language: str) -> Optional[bool]:

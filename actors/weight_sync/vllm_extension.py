@@ -23,7 +23,7 @@ from typing import Iterator
 
 import torch
 
-from aletheia_ray.sync import groups
+from aletheia_ray.actors.weight_sync import groups
 from aletheia_ray.sync.buckets import BucketSpec, unpack_bucket
 
 

@@ -1,4 +1,5 @@
-"""Verdicts from a finished run: exit status, signals, memory markers and measured CPU time."""
+"""Outcome of a finished sandbox run: the test status given by its exit status, signals, memory
+markers and measured CPU time. (Parsing the verifier model's answers is elsewhere, not here.)"""
 from __future__ import annotations
 
 from typing import Callable, Optional

@@ -25,14 +25,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
+from pydantic import Field
+
+from aletheia_ray.config import StrictModel
+from aletheia_ray.data.report import BuildReport
 from aletheia_ray.sandbox.languages import LANGUAGES
 from aletheia_ray.sandbox.submissions import submission_from_row
 from aletheia_ray.sandbox.types import Submission
-from aletheia_ray.testbed.config import ProblemsConfig
-from aletheia_ray.testbed.report import BuildReport
 
 TEST_KEYS = ("tests", "checker", "test_program", "entry_point", "inputs", "expected", "reference", "atol")
 ID_KEYS, QUERY_KEYS = ("problem_id", "id", "task_id"), ("query", "prompt", "description")
+
+
+class ProblemsConfig(StrictModel):
+    min_tests: int = Field(5, ge=1)  # paper filter: enough tests for a meaningful pass rate
+    max_time_limit_s: Optional[float] = Field(None, gt=0)  # paper filter: drop slow problems
+    default_time_limit_s: float = Field(10.0, gt=0)  # for rows without time_limit_s
+    max_call_inputs: int = Field(60, ge=1)  # HumanEval+: first N of base_input + plus_input
 
 
 @dataclass

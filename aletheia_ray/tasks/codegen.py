@@ -1,15 +1,15 @@
-"""Code-generation tasks (``data.kind: codegen``): problems -> prompts, cold-start targets, reward items.
+"""Code-generation task (``data.kind: codegen``): problems -> prompts, cold-start targets, reward items.
 
     tasks, report = load_codegen_tasks("../shared/data/humanevalplus_dev.jsonl.gz")
     ids = codegen_prompt_ids(tasks[0], tokenizer, style="instruct")   # chat template, one user turn
     text = codegen_completion(stub_code(tasks[0]), style="instruct")   # a well-formed answer
 
-Problems are read with the testbed's loader (``aletheia_ray.testbed.problems``: generic rows,
+Problems are read with the testbed's loader (``aletheia_ray.data.problems``: generic rows,
 HumanEval+, CodeContests-style ``tests``), so every row layout it knows works here; rows it
 rejects (no tests, malformed) are counted by category in the report, never dropped silently.
 Each task carries a sandbox ``Submission`` template (tests, limits, empty code): the reward pool
-(``actors/reward.py``, ``kind="pass_rate"``) swaps in the completion's last fenced code block
-(``reward_scoring.extract_code``), and a completion without one gets the format penalty and is
+(``actors/reward.py`` with ``rewards.PassRateScorer``) swaps in the completion's last fenced code block
+(``rewards.extract_code``), and a completion without one gets the format penalty and is
 counted as unparseable. Solutions are asked for in Python (call tests are Python-only).
 """
 from __future__ import annotations
@@ -17,18 +17,20 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass
+import random
+from pathlib import Path
 from typing import Any, Optional
 
 from aletheia_ray.prompts import STYLES, THINK_CLOSE, fenced, prompt_token_ids
 from aletheia_ray.sandbox.types import Submission
-from aletheia_ray.testbed.config import ProblemsConfig
-from aletheia_ray.testbed.problems import ID_KEYS, load_problems, read_jsonl
-from aletheia_ray.testbed.report import BuildReport
+from aletheia_ray.data.problems import ID_KEYS, ProblemsConfig, load_problems, read_jsonl
+from aletheia_ray.data.report import BuildReport
+from aletheia_ray.rewards import PassRateScorer
+from aletheia_ray.tasks.base import Task, TaskData, overlong, prompt_budget, select_items
 
 LANGUAGE = "python"
 SOLUTION_KEYS = ("solution_python", "solution", "canonical_solution")  # cold_start.targets: correct
-TARGETS = ("correct", "stub")
-log = logging.getLogger("aletheia_ray.codegen")
+log = logging.getLogger("aletheia_ray.tasks.codegen")
 
 TASK_INTRO = "Solve the following programming problem in Python."
 HOW_CALL = ("Write the complete function `{entry_point}`, with its signature and every import it needs: "
@@ -121,8 +123,33 @@ def cold_start_code(task: CodegenTask, targets: str) -> str:
     if targets == "stub":
         return stub_code(task)
     if targets != "correct":
-        raise ValueError(f"cold_start.targets {targets!r} is not for data.kind codegen; use one of {TARGETS}")
+        raise ValueError(f"cold_start.targets {targets!r} is not for data.kind codegen; use one of {CodeGenerationTask.cold_start_targets}")
     if not task.solution:
         raise ValueError(f"problem {task.idx}: cold_start.targets 'correct' needs a reference solution "
                          f"(one of {SOLUTION_KEYS}) in the row")
     return task.solution
+
+
+class CodeGenerationTask(Task):
+    """Problems with tests; the reward is the sandbox pass rate of the generated program."""
+    name = "codegen"
+    reward_fns = ("pass_rate",)
+    cold_start_targets = ("correct", "stub")
+    item_noun = "problems"
+
+    def load(self, cfg: Any, tokenizer: Any) -> TaskData:
+        d = cfg.data
+        if not Path(d.train_path).exists():
+            raise FileNotFoundError(f"data.train_path: file {d.train_path} not found")
+        tasks, read_report = load_codegen_tasks(d.train_path, max_call_inputs=d.max_call_inputs)
+        ids = [codegen_prompt_ids(task, tokenizer, style=d.prompt_style) for task in tasks]
+        tasks, ids, report = select_items(tasks, ids, budget=prompt_budget(cfg), max_prompt_tokens=d.max_prompt_tokens,
+                                          source=d.train_path)
+        return TaskData(tasks, ids, [t.template for t in tasks], {**read_report, **report})
+
+    def cold_start_text(self, item: CodegenTask, targets: str, style: str, reasoning: str,
+                        rng: random.Random) -> str:
+        return codegen_completion(cold_start_code(item, targets), style, reasoning)
+
+    def scorer(self, cfg: Any) -> PassRateScorer:
+        return PassRateScorer(overlong=overlong(cfg))

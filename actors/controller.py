@@ -1,8 +1,13 @@
 """THE controller loop: the only place that knows the order of a training step.
 
     [cold start: SFT on formatted verdicts -> sync rollout -> reference := cold-started policy]
-    per step: sample prompts -> generate -> reward -> advantages -> reference logprobs
-              -> old logprobs -> update(s) -> sync -> [reference re-sync] -> log -> [checkpoint]
+    per step: sample prompts -> generate -> reward -> [sample filter] -> advantages
+              -> reference logprobs (overlapping old logprobs) -> update(s) -> sync
+              -> [reference re-sync] -> log -> [checkpoint]
+
+What the step trains on comes from the task (``cfg.data.task``: items, prompts, scorer, cold-start
+targets, held-out set) and how from the algorithm's registry entry (``cfg.algorithm.entry``: loss,
+settings, advantage estimator, sample filter, reference and old-logprob needs).
 
 The sync mode (``aletheia_ray/sync/modes.py``) only changes three things here: how many updates a
 generated batch feeds (batch_online: mini-batches of whole prompt groups), whether the next
@@ -18,60 +23,37 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import random
 import shutil
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import ray
 from transformers import AutoTokenizer
 
-from actors.learner import LearnerGroup
-from actors.reference import ReferenceActor
-from actors.reward import RewardPool
-from actors.rollout import RolloutPool
+from aletheia_ray.actors.learner import LearnerGroup
+from aletheia_ray.actors.cluster import ray_session
+from aletheia_ray.actors.reference import ReferenceActor
+from aletheia_ray.actors.reward import RewardPool
+from aletheia_ray.actors.rollout import RolloutPool
 from aletheia_ray import checkpoint as ckpt
-from aletheia_ray.algorithms import group_relative_advantages
+from aletheia_ray.actors.weight_sync.transports import WeightSync
+from aletheia_ray.algorithms.advantages import ADVANTAGE_ESTIMATORS
+from aletheia_ray.batch import generations_to_batch, sequences_to_batch
 from aletheia_ray.config import config_to_dict, dump_config
 from aletheia_ray.memory_options import peak_memory_gb
-from aletheia_ray.data.synthetic import make_synthetic_lists, random_chance_list_acc
+from aletheia_ray.metrics import logprob_gap_metrics, mean_update_metrics, response_metrics
+from aletheia_ray.micro_batches import minibatch_rows
 from aletheia_ray.models import resolve_model_path
-from aletheia_ray.reward_scoring import Overlong, score_verdict
 from aletheia_ray.rollout_schedule import RolloutSchedule
 from aletheia_ray.sampler import PromptSampler
-from aletheia_ray.sync import WeightSync
 from aletheia_ray.tracking import Tracker
-from aletheia_ray.train_batches import (generations_to_batch, logprob_gap_metrics, mean_update_metrics,
-                                        minibatch_rows, response_metrics, sequences_to_batch, verifier_prompt_ids)
 from aletheia_ray.train_config import TrainConfig
-from aletheia_ray.train_data import cold_start_text, load_training_data
 
-log = logging.getLogger("aletheia_ray.trainer")
-
-
-@contextlib.contextmanager
-def ray_session(cfg: TrainConfig) -> Iterator[None]:
-    """Attach to a running cluster (``ray job submit`` sets RAY_ADDRESS) or start Ray locally."""
-    if ray.is_initialized():
-        yield
-        return
-    address = cfg.ray.address or os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address)
-    else:
-        temp_dir = cfg.ray.temp_dir or tempfile.mkdtemp(prefix="aletheia_ray_")
-        quiet = {"TOKENIZERS_PARALLELISM": "false", "VLLM_LOGGING_LEVEL": os.environ.get("VLLM_LOGGING_LEVEL", "WARNING")}
-        ray.init(num_cpus=cfg.ray.num_cpus, include_dashboard=False, _temp_dir=temp_dir,
-                 runtime_env={"env_vars": quiet})
-    try:
-        yield
-    finally:
-        ray.shutdown()
+log = logging.getLogger("aletheia_ray.actors.controller")
 
 
 class _Timer:
@@ -90,27 +72,26 @@ class Trainer:
         self.cfg = cfg
         self.out = Path(cfg.output_dir)
         self.out.mkdir(parents=True, exist_ok=True)
-        self.policy = cfg.sync_policy
+        self.sync_policy = cfg.sync_policy
+        self.algorithm, self.task = cfg.algorithm.entry, cfg.data.task
         self.model_path = resolve_model_path(cfg.model.path, cfg.model.cache_dir)
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
         pad = self.tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else self.tokenizer.eos_token_id
-        data = load_training_data(cfg, self.tokenizer)  # verifier lists | code-generation tasks
+        data = self.task.load(cfg, self.tokenizer)
         self.items, self.prompt_ids, self.reward_items, self.data_report = (data.items, data.prompt_ids,
                                                                             data.reward_items, data.report)
         lengths = sorted(len(ids) for ids in self.prompt_ids)
         log.warning("training %s: %d of %d kept (dropped: %d by data.num_candidates, %d by data.max_prompt_tokens);"
-                    " prompt tokens median %d, max %d", "problems" if cfg.data.kind == "codegen" else "lists",
+                    " prompt tokens median %d, max %d", self.task.item_noun,
                     self.data_report["data/num_lists"],
                     self.data_report["data/num_lists_read"], self.data_report["data/dropped_num_candidates"],
                     self.data_report["data/dropped_prompt_tokens"], lengths[len(lengths) // 2], lengths[-1])
         self.sampler = PromptSampler(len(self.items), cfg.algorithm.prompts_per_step, seed=cfg.seed,
                                      shuffle=cfg.data.shuffle)
         self.state = ckpt.ControllerState(step=0, sampler=self.sampler.state_dict())
-        self.schedule = RolloutSchedule(self._generate, self.sampler, max_staleness=self.policy.max_staleness,
+        self.schedule = RolloutSchedule(self._generate, self.sampler, max_staleness=self.sync_policy.max_staleness,
                                         total_steps=cfg.trainer.total_steps)
-        o = cfg.reward.overlong
-        self.overlong = Overlong(cfg.rollout.max_new_tokens, o.cache) if o.enabled else None
         self.learner = self.rollout = self.reference = self.rewards = self.sandbox = self.weight_sync = None
         self._memory_pending: dict[str, Any] = {}  # actor name -> ObjectRef of its peak_memory()
 
@@ -144,9 +125,6 @@ class Trainer:
         dump_config(cfg, self.out / "config.yaml")
 
         r, l = cfg.rollout, cfg.learner
-        cold_steps = cfg.cold_start.steps if cfg.cold_start.enabled else 0
-        updates = cfg.trainer.total_steps * self.policy.updates_per_generation
-        warmup = int(l.warmup_ratio * (updates + cold_steps) + 0.999999)
         with ThreadPoolExecutor(2) as pool:
             rollout_f = pool.submit(RolloutPool, r.num_engines, rollout_model, num_cpus_per_engine=r.num_cpus_per_engine,
                                     num_gpus_per_engine=r.num_gpus_per_engine,
@@ -156,7 +134,7 @@ class Trainer:
                                     engine_kwargs=r.vllm_kwargs(cfg.model.max_model_len))
             learner_f = pool.submit(LearnerGroup, l.num_ranks, self.model_path, num_cpus_per_rank=l.num_cpus_per_rank,
                                     num_gpus_per_rank=l.num_gpus_per_rank, lr=l.lr, weight_decay=l.weight_decay,
-                                    warmup_steps=warmup, grad_clip=l.grad_clip, micro_batch_size=l.micro_batch_size,
+                                    warmup_steps=cfg.warmup_steps, grad_clip=l.grad_clip, micro_batch_size=l.micro_batch_size,
                                     dtype=cfg.model.dtype, attn_implementation=cfg.model.attn_implementation,
                                     backend=l.backend, seed=cfg.seed, call_timeout_s=l.call_timeout_s,
                                     memory=l.memory_options())
@@ -167,11 +145,10 @@ class Trainer:
                     micro_batch_size=cfg.reference.micro_batch_size or l.micro_batch_size,
                     max_tokens_per_micro_batch=cfg.reference.max_tokens_per_micro_batch or l.max_tokens_per_micro_batch,
                     logprob_chunk_tokens=l.logprob_chunk_tokens)
-            self.sandbox = self._sandbox_pool()  # None unless reward.kind is pass_rate
-            self.rewards = RewardPool(kind=cfg.reward.kind, fn=cfg.reward.fn, style=cfg.data.prompt_style,
-                                      strict=cfg.reward.strict, num_actors=cfg.reward.num_actors,
-                                      num_cpus_per_actor=cfg.reward.num_cpus_per_actor, overlong=self.overlong,
-                                      sandbox_pool=self.sandbox)
+            scorer = self.task.scorer(cfg)
+            self.sandbox = self._sandbox_pool() if scorer.runs_code else None
+            self.rewards = RewardPool(scorer, num_actors=cfg.reward.num_actors,
+                                      num_cpus_per_actor=cfg.reward.num_cpus_per_actor, sandbox_pool=self.sandbox)
             self.rollout, self.learner = rollout_f.result(), learner_f.result()
         if resume_dir is not None:
             client_state = self.learner.load_checkpoint(str(resume_dir / "deepspeed"))
@@ -181,9 +158,7 @@ class Trainer:
         self.weight_sync = WeightSync(cfg.sync.transport, cfg.sync.bucket_mb, cfg.sync.timeout_s, backend=l.backend)
 
     def _sandbox_pool(self):
-        if self.cfg.reward.kind != "pass_rate":
-            return None
-        from actors.sandbox import SandboxPool
+        from aletheia_ray.actors.sandbox import SandboxPool
 
         s = self.cfg.reward.sandbox
         return SandboxPool(s.num_actors, s.num_cpus_per_actor, submission_timeout_s=s.submission_timeout_s,
@@ -203,7 +178,7 @@ class Trainer:
             idx = sampler.next_batch()
             completions = []
             for i in idx:
-                text = cold_start_text(self.items[i], cs.targets, style, cs.reasoning, rng)
+                text = self.task.cold_start_text(self.items[i], cs.targets, style, cs.reasoning, rng)
                 completions.append(self.tokenizer(text, add_special_tokens=False)["input_ids"] + [eos])
             batch = sequences_to_batch([self.prompt_ids[i] for i in idx], completions, pad_id=self.pad_id)
             start = time.perf_counter()
@@ -239,20 +214,41 @@ class Trainer:
 
     def _update(self, step: int, batch, prompt_indices: list[int]) -> dict[str, float]:
         """``updates_per_generation`` optimizer updates on disjoint mini-batches of prompt groups."""
-        a, n = self.cfg.algorithm, self.policy.updates_per_generation
-        loss_kwargs = {"eps_low": a.eps_low, "eps_high": a.eps_high, "beta": a.beta if self.reference is not None else 0.0}
-        if self.policy.tis_cap is not None:
-            loss_kwargs["tis_cap"] = self.policy.tis_cap
+        n = self.sync_policy.updates_per_generation
+        settings = self.algorithm.loss_settings(self.cfg.algorithm.settings)
+        if self.reference is None and self.algorithm.reference_setting in settings:
+            settings[self.algorithm.reference_setting] = 0.0  # reference.enabled=false: no KL term
+        if self.sync_policy.tis_cap is not None:
+            settings["tis_cap"] = self.sync_policy.tis_cap
         parts = [batch] if n == 1 else [batch.select(rows) for rows in minibatch_rows(
             prompt_indices, n, random.Random(self.cfg.seed * 1_000_003 + step))]
         results = []
         for part in parts:
-            results.append(self.learner.train_step(part, a.loss, loss_kwargs, temperature=self.cfg.rollout.temperature))
+            results.append(self.learner.train_step(part, self.algorithm, settings,
+                                                   temperature=self.cfg.rollout.temperature))
             self.state.updates += 1
         return results[0] if n == 1 else mean_update_metrics(results)
 
+    def _advantages(self, gens) -> tuple[Any, dict[str, float]]:
+        """The algorithm's advantage estimator over prompt groups (none: zeros, e.g. SFT-type losses)."""
+        if self.algorithm.advantage is None:
+            return [0.0] * len(gens), {}
+        estimator = ADVANTAGE_ESTIMATORS[self.algorithm.advantage]
+        adv = estimator([g.reward for g in gens], [g.prompt_index for g in gens],
+                        normalize_by_std=self.cfg.algorithm.norm_adv_by_std)
+        return adv.advantages, adv.metrics()
+
+    def _filter(self, gens) -> tuple[list, dict[str, float]]:
+        """The algorithm's sample filter (RAFT: at most 5 positives per prompt group), if it has one."""
+        if self.algorithm.sample_filter is None:
+            return gens, {}
+        settings = self.algorithm.filter_settings(self.cfg.algorithm.settings)
+        kept, metrics = self.algorithm.sample_filter([g.reward for g in gens], [g.prompt_index for g in gens],
+                                                     **settings)
+        return [gens[k] for k in kept], metrics
+
     def rl_step(self, step: int) -> dict[str, Any]:
-        cfg, r, a = self.cfg, self.cfg.rollout, self.cfg.algorithm
+        cfg = self.cfg
         timer = _Timer()
         with timer("step"):
             rollout = self.schedule.batch_for(step)
@@ -261,24 +257,12 @@ class Trainer:
             staleness = self.state.updates - rollout.weights_version
             idx = rollout.prompt_indices
             with timer("reward"):
-                metrics = self.rewards.score(gens, [self.reward_items[i] for i in idx])  # verdicts | sandbox
-            with timer("adv"):
-                adv = group_relative_advantages([g.reward for g in gens], [g.prompt_index for g in gens],
-                                                normalize_by_std=a.norm_adv_by_std)
-                batch = generations_to_batch(gens, adv.advantages, pad_id=self.pad_id)
-            ref_logprobs = None
-            if self.reference is not None:  # submitted first: it runs during old_logprob unless told not to
-                ref_logprobs = self.reference.compute_logprobs.remote(batch, r.temperature, "response")
-                if not cfg.reference.overlap_old_logprob:
-                    with timer("ref"):
-                        ray.wait([ref_logprobs], fetch_local=False)
-            with timer("old_logprob"):
-                batch.old_logprobs = self.learner.compute_logprobs(batch, r.temperature, "response")
-            if ref_logprobs is not None:
-                with timer("ref"):  # overlapped: only the part of the reference pass not hidden by old_logprob
-                    batch.ref_logprobs = ray.get(ref_logprobs)
-            with timer("update"):
-                actor = self._update(step, batch, [g.prompt_index for g in gens])
+                metrics = self.rewards.score(gens, [self.reward_items[i] for i in idx])
+            trained, filter_metrics = self._filter(gens)
+            metrics.update(filter_metrics)
+            actor, batch = {"actor/skipped_update": 1.0}, None
+            if trained:
+                batch, actor = self._train(step, trained, metrics, timer)
             with timer("gen_wait"):  # generation and weight loading never overlap
                 self.schedule.wait_for_next()
             with timer("sync"):
@@ -287,10 +271,10 @@ class Trainer:
             if self.reference is not None and cfg.reference.sync_steps and step % cfg.reference.sync_steps == 0:
                 with timer("ref_sync"):
                     self._resync_reference(step)
-        tokens = int(batch.attention_mask.sum())
-        metrics.update(adv.metrics())
+        tokens = int(batch.attention_mask.sum()) if batch is not None else 0
         metrics.update(response_metrics(gens))
-        metrics.update(logprob_gap_metrics(batch.old_logprobs, batch.rollout_logprobs, batch.loss_mask))
+        if batch is not None and batch.old_logprobs is not None:
+            metrics.update(logprob_gap_metrics(batch.old_logprobs, batch.rollout_logprobs, batch.loss_mask))
         metrics.update(actor)
         metrics.update({k: v for k, v in sync.items() if k != "timing_s/sync"})
         metrics.update(timer.times)
@@ -300,6 +284,29 @@ class Trainer:
                         "perf/total_num_tokens": tokens, "epoch": rollout.epoch,
                         "rollout/staleness": float(staleness), "train/updates": float(self.state.updates)})
         return metrics
+
+    def _train(self, step: int, gens, metrics: dict, timer: "_Timer"):
+        """advantages -> reference logprobs (overlapping old logprobs) -> update(s) on these samples."""
+        r = self.cfg.rollout
+        with timer("adv"):
+            advantages, adv_metrics = self._advantages(gens)
+            metrics.update(adv_metrics)
+            batch = generations_to_batch(gens, advantages, pad_id=self.pad_id)
+        ref_logprobs = None
+        if self.reference is not None:  # submitted first: it runs during old_logprob unless told not to
+            ref_logprobs = self.reference.compute_logprobs.remote(batch, r.temperature, "response")
+            if not self.cfg.reference.overlap_old_logprob:
+                with timer("ref"):
+                    ray.wait([ref_logprobs], fetch_local=False)
+        if self.algorithm.needs_old_logprobs:
+            with timer("old_logprob"):
+                batch.old_logprobs = self.learner.compute_logprobs(batch, r.temperature, "response")
+        if ref_logprobs is not None:
+            with timer("ref"):  # overlapped: only the part of the reference pass not hidden by old_logprob
+                batch.ref_logprobs = ray.get(ref_logprobs)
+        with timer("update"):
+            actor = self._update(step, batch, [g.prompt_index for g in gens])
+        return batch, actor
 
     def save(self, step: int) -> Path:
         d = ckpt.step_dir(self.out, step)
@@ -319,19 +326,15 @@ class Trainer:
         return d
 
     def evaluate(self) -> dict[str, float]:
-        """ListAcc of the final policy on held-out synthetic lists (different seed), sampled at T/top-p."""
+        """Accuracy of the final policy on the task's held-out items (synthetic: lists of another seed),
+        one sample each at the evaluation T/top-p, scored by the task's reward."""
         e = self.cfg.evaluation
-        d = self.cfg.data
-        lists = make_synthetic_lists(e.num_lists, num_candidates=d.synthetic.num_candidates,
-                                     seed=d.synthetic.seed + 1_000_000, repeats=d.synthetic.repeats,
-                                     idx_prefix="heldout")
-        prompts = [verifier_prompt_ids(lst, self.tokenizer, style=d.prompt_style, synthetic=True) for lst in lists]
-        gens = self.rollout.generate(prompts, n=1, temperature=e.temperature, top_p=e.top_p,
+        heldout = self.task.heldout(self.cfg, self.tokenizer)
+        gens = self.rollout.generate(heldout.prompt_ids, n=1, temperature=e.temperature, top_p=e.top_p,
                                      max_new_tokens=self.cfg.rollout.max_new_tokens, seed=self.cfg.seed + 7)
-        scored = [score_verdict(g.text, lists[g.prompt_index], fn="list_em", style=d.prompt_style) for g in gens]
-        return {"eval/list_acc": sum(s.correct for s in scored) / len(scored),
-                "eval/parse_rate": sum(s.parsed_ok for s in scored) / len(scored),
-                "eval/random_baseline": random_chance_list_acc(lists), "eval/num_lists": len(lists)}
+        scored = self.rewards.score(gens, heldout.reward_items)
+        return {"eval/list_acc": scored["reward/list_acc"], "eval/parse_rate": scored["reward/parse_rate"],
+                "eval/random_baseline": self.task.random_baseline(heldout.items), "eval/num_lists": len(heldout.items)}
 
     def memory_metrics(self, final: bool = False) -> dict[str, float]:
         """``memory/<actor>/peak_rss_gb`` (+ ``peak_gpu_allocated_gb`` on GPU) of the controller and every
@@ -379,7 +382,7 @@ class Trainer:
             if t.save_final and self.state.step == t.total_steps and not (ckpt.step_dir(self.out, t.total_steps)
                                                                           / ckpt.COMPLETE).exists():
                 self.save(t.total_steps)
-            if cfg.evaluation.enabled and cfg.data.kind == "synthetic" and self.state.step == t.total_steps:
+            if cfg.evaluation.enabled and self.state.step == t.total_steps:
                 extra.update(self.evaluate())
         finally:
             extra["final_step"] = self.state.step
@@ -402,7 +405,7 @@ class Trainer:
 
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Run a whole training job (starting or attaching to Ray) and return the run summary."""
-    with ray_session(cfg):
+    with ray_session(cfg.ray.address, cfg.ray.num_cpus, cfg.ray.temp_dir):
         trainer = Trainer(cfg)
         try:
             trainer.start()

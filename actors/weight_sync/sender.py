@@ -11,7 +11,7 @@ from typing import Iterator, Optional
 
 import torch
 
-from aletheia_ray.sync import groups
+from aletheia_ray.actors.weight_sync import groups
 from aletheia_ray.sync.buckets import BucketSpec, iter_packed_buckets, plan_buckets
 
 

@@ -1,0 +1,91 @@
+"""Verifier tasks, listwise: a problem and 2-5 candidates in one prompt, answered ``\\boxed{B}``.
+
+``data.kind: lists`` reads verifier lists (JSONL/parquet, ``aletheia_ray.data.lists``);
+``data.kind: synthetic`` makes learnable toy lists in memory (``aletheia_ray.data.synthetic``) and
+has a held-out set for the end-of-run evaluation.
+"""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any, Optional
+
+from aletheia_ray.data.lists import load_lists
+from aletheia_ray.data.records import LETTERS, VerifierList
+from aletheia_ray.data.synthetic import make_synthetic_lists, synthetic_user_message
+from aletheia_ray.prompts import THINK_CLOSE, build_messages, format_verdict, prompt_token_ids
+from aletheia_ray.tasks.base import Task, TaskData, prompt_budget, select_items
+
+
+def verifier_prompt_ids(lst: VerifierList, tokenizer: Any, *, style: str, synthetic: bool = False,
+                        mode: str = "list", pair: Optional[tuple[int, int]] = None) -> list[int]:
+    """Chat-template token ids of one verification prompt (the synthetic task has its own short turn)."""
+    messages = ([{"role": "user", "content": synthetic_user_message(lst)}] if synthetic
+                else build_messages(lst, style=style, mode=mode, pair=pair))
+    return prompt_token_ids(tokenizer, messages)
+
+
+def verdict_completion(letter: str, style: str, reasoning: str = "") -> str:
+    """A correctly formatted verdict (cold-start target): think closes </think> first."""
+    if style == "think":
+        return f"{reasoning.strip()}\n{THINK_CLOSE}\n\n{format_verdict(letter)}"
+    return f"{reasoning.strip()} {format_verdict(letter)}".strip()
+
+
+class VerifierListsTask(Task):
+    name = "lists"
+    reward_fns = ("list_em",)  # letter prompts: ListSc needs score prompts (mode list_score)
+    cold_start_targets = ("correct", "random_letter")
+
+    def read_items(self, cfg: Any) -> list[VerifierList]:
+        path = cfg.data.train_path
+        if not Path(path).exists():
+            raise FileNotFoundError(f"data.train_path: file {path} not found")
+        return load_lists(path)
+
+    def prompt_ids(self, item: VerifierList, tokenizer: Any, style: str) -> list[int]:
+        return verifier_prompt_ids(item, tokenizer, style=style)
+
+    def load(self, cfg: Any, tokenizer: Any) -> TaskData:
+        d = cfg.data
+        items = self.read_items(cfg)
+        ids = [self.prompt_ids(item, tokenizer, d.prompt_style) for item in items]
+        items, ids, report = select_items(items, ids, budget=prompt_budget(cfg), num_candidates=d.num_candidates,
+                                          max_prompt_tokens=d.max_prompt_tokens, source=d.train_path or self.name)
+        return TaskData(items, ids, [self.reward_item(item) for item in items], report)
+
+    def reward_item(self, item: Any) -> Any:
+        return item
+
+    def answer_letter(self, item: Any) -> str:
+        return item.chosen_answer
+
+    def cold_start_text(self, item: Any, targets: str, style: str, reasoning: str, rng: random.Random) -> str:
+        letter = (self.answer_letter(item) if targets == "correct"
+                  else rng.choice(LETTERS[:len(self.shown_candidates(item))]))
+        return verdict_completion(letter, style, reasoning)
+
+    def shown_candidates(self, item: Any) -> list:
+        return item.candidates
+
+
+class SyntheticListsTask(VerifierListsTask):
+    """Toy lists the random-init model can learn (the correct candidate prints its own letter)."""
+    name = "synthetic"
+    needs_train_path = False
+    has_heldout = True
+
+    def read_items(self, cfg: Any, *, heldout: bool = False) -> list[VerifierList]:
+        s = cfg.data.synthetic
+        if heldout:  # a different seed: lists the policy never trained on
+            return make_synthetic_lists(cfg.evaluation.num_lists, num_candidates=s.num_candidates,
+                                        seed=s.seed + 1_000_000, repeats=s.repeats, idx_prefix="heldout")
+        return make_synthetic_lists(s.num_lists, num_candidates=s.num_candidates, seed=s.seed, repeats=s.repeats)
+
+    def prompt_ids(self, item: VerifierList, tokenizer: Any, style: str) -> list[int]:
+        return verifier_prompt_ids(item, tokenizer, style=style, synthetic=True)
+
+    def heldout(self, cfg: Any, tokenizer: Any) -> Optional[TaskData]:
+        items = self.read_items(cfg, heldout=True)
+        ids = [self.prompt_ids(item, tokenizer, cfg.data.prompt_style) for item in items]
+        return TaskData(items, ids, list(items), {})
