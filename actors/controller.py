@@ -36,6 +36,7 @@ from transformers import AutoTokenizer
 
 from aletheia_ray.actors.learner import LearnerGroup
 from aletheia_ray.actors.cluster import ray_session
+from aletheia_ray.actors.group import ActorGroup
 from aletheia_ray.actors.reference import ReferenceActor
 from aletheia_ray.actors.reward import RewardPool
 from aletheia_ray.actors.rollout import RolloutPool
@@ -92,6 +93,7 @@ class Trainer:
         self.state = ckpt.ControllerState(step=0, sampler=self.sampler.state_dict())
         self.schedule = RolloutSchedule(self._generate, self.sampler, max_staleness=self.sync_policy.max_staleness,
                                         total_steps=cfg.trainer.total_steps)
+        self.reference_group = ActorGroup("reference")  # the reference actor (created in start, if used)
         self.learner = self.rollout = self.reference = self.rewards = self.sandbox = self.weight_sync = None
         self._memory_pending: dict[str, Any] = {}  # actor name -> ObjectRef of its peak_memory()
 
@@ -131,7 +133,7 @@ class Trainer:
                                     tensor_parallel_size=r.tensor_parallel_size, dtype=cfg.model.dtype,
                                     max_model_len=cfg.model.max_model_len, kv_cache_gb=r.kv_cache_gb,
                                     enforce_eager=r.enforce_eager, seed=cfg.seed,
-                                    engine_kwargs=r.vllm_kwargs(cfg.model.max_model_len))
+                                    engine_kwargs=r.engine_kwargs)
             learner_f = pool.submit(LearnerGroup, l.num_ranks, self.model_path, num_cpus_per_rank=l.num_cpus_per_rank,
                                     num_gpus_per_rank=l.num_gpus_per_rank, lr=l.lr, weight_decay=l.weight_decay,
                                     warmup_steps=cfg.warmup_steps, grad_clip=l.grad_clip, micro_batch_size=l.micro_batch_size,
@@ -139,9 +141,10 @@ class Trainer:
                                     backend=l.backend, seed=cfg.seed, call_timeout_s=l.call_timeout_s,
                                     memory=l.memory_options())
             if cfg.use_reference:
-                self.reference = ReferenceActor.options(num_cpus=cfg.reference.num_cpus,
-                                                        num_gpus=cfg.reference.num_gpus).remote(
-                    self.ref_model, cfg.model.dtype, attn_implementation=cfg.model.attn_implementation,
+                self.reference = self.reference_group.launch(
+                    ReferenceActor, self.ref_model, cfg.model.dtype,
+                    options={"num_cpus": cfg.reference.num_cpus, "num_gpus": cfg.reference.num_gpus},
+                    attn_implementation=cfg.model.attn_implementation,
                     micro_batch_size=cfg.reference.micro_batch_size or l.micro_batch_size,
                     max_tokens_per_micro_batch=cfg.reference.max_tokens_per_micro_batch or l.max_tokens_per_micro_batch,
                     logprob_chunk_tokens=l.logprob_chunk_tokens)
@@ -399,8 +402,7 @@ class Trainer:
         for part in (self.rollout, self.learner, self.rewards, self.sandbox):  # sandbox: closes its slots too
             if part is not None:
                 part.shutdown()
-        if self.reference is not None:
-            ray.kill(self.reference)
+        self.reference_group.shutdown()
 
 
 def train(cfg: TrainConfig) -> dict[str, Any]:

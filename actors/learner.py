@@ -28,7 +28,7 @@ import ray
 import torch
 
 from aletheia_ray.algorithms.logprobs import masked_sum, scored_logprobs
-from aletheia_ray.algorithms.registry import Algorithm, check_loss_kwargs
+from aletheia_ray.algorithms.registry import Algorithm, check_loss_kwargs, get_algorithm
 from aletheia_ray.algorithms.schedules import constant_with_warmup_scheduler
 from aletheia_ray.batch import TrainBatch
 from aletheia_ray.causal_lm import DTYPES, Scored, batch_logprobs, head_calls_per_micro_batch, load_causal_lm
@@ -147,7 +147,7 @@ class LearnerRank(WeightSenderMixin):
                               max_tokens=mem.max_tokens_per_micro_batch, temperature=temperature,
                               chunk_tokens=mem.logprob_chunk_tokens, scored=scored, head_calls=head_calls)
 
-    def train_step(self, shard: TrainBatch, loss_fn: Callable, loss_kwargs: dict, *, global_num_tokens: float,
+    def train_step(self, shard: TrainBatch, loss_fn: Union[str, Callable], loss_kwargs: dict, *, global_num_tokens: float,
                    global_num_sequences: float, num_micro_batches: int, temperature: float = 1.0,
                    head_calls: Optional[list[int]] = None, weight: float = 1.0) -> dict:
         """Accumulate gradients over ``num_micro_batches`` (the same on every rank: each backward is a
@@ -157,6 +157,8 @@ class LearnerRank(WeightSenderMixin):
         with no rows of its own (a filtered batch smaller than the group) joins every collective.
         Returns additive metric sums and grad_norm / lr."""
         engine, mem = self.engine, self.memory
+        if isinstance(loss_fn, str):  # a registered algorithm's name
+            loss_fn = get_algorithm(loss_fn).loss
         micro = [mb for _, mb in micro_batches(shard, self.micro_batch_size, mem.max_tokens_per_micro_batch)]
         weights = [weight] * len(micro) + [0.0] * (num_micro_batches - len(micro))
         micro += [micro[-1]] * (num_micro_batches - len(micro))

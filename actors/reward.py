@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import ray
 
+from aletheia_ray.actors.group import ActorGroup
 from aletheia_ray.metrics import reward_metrics, sandbox_metrics
 from aletheia_ray.rewards import SampleReward
 
@@ -49,8 +50,9 @@ class RewardPool:
             raise ValueError(f"reward num_actors must be >= 1, got {num_actors}")
         self.scorer, self.sandbox_pool = scorer, sandbox_pool
         self._pool_stats: dict[str, float] = {}  # the sandbox pool's stats of the last step
+        self.group = ActorGroup("reward")
         self.actors = [] if scorer.runs_code else [
-            RewardActor.options(num_cpus=num_cpus_per_actor, name=None).remote(scorer) for _ in range(num_actors)]
+            self.group.launch(RewardActor, scorer, options={"num_cpus": num_cpus_per_actor}) for _ in range(num_actors)]
 
     def score(self, generations: Sequence["Generation"], items: Sequence[Any]) -> dict[str, float]:
         """Fill ``reward`` and ``meta`` of every generation; return the step's reward metrics."""
@@ -85,6 +87,5 @@ class RewardPool:
                 for s, g in zip(subs, generations)]
 
     def shutdown(self) -> None:
-        for a in self.actors:
-            ray.kill(a)
+        self.group.shutdown()
         self.actors = []

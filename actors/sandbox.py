@@ -37,11 +37,10 @@ from ray.exceptions import GetTimeoutError, RayError, RayTaskError
 from tqdm import tqdm
 
 from aletheia_ray.actors.group import ActorGroup
-from aletheia_ray.sandbox.types import Status, Submission, SubmissionResult, TestResult
+from aletheia_ray.sandbox.types import SANDBOX_BACKENDS, Status, Submission, SubmissionResult, TestResult
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("local", "sandboxfusion")
 ACTOR_START_TIMEOUT_S = 120.0
 
 
@@ -68,7 +67,7 @@ class SandboxActor:
 
             self.runner = SandboxFusionBackend(url, **(remote_kwargs or {}))
         else:
-            raise ValueError(f"unknown sandbox backend {backend!r}; expected one of {BACKENDS}")
+            raise ValueError(f"unknown sandbox backend {backend!r}; expected one of {SANDBOX_BACKENDS}")
 
     def probe(self) -> dict[str, Any]:
         report = self.runner.probe()
@@ -124,8 +123,8 @@ class SandboxPool:
             raise ValueError(f"num_actors must be an int >= 1 or 'auto', got {num_actors!r}")
         if num_actors < 1:
             raise ValueError(f"num_actors must be >= 1, got {num_actors}")
-        if backend not in BACKENDS:
-            raise ValueError(f"unknown sandbox backend {backend!r}; expected one of {BACKENDS}")
+        if backend not in SANDBOX_BACKENDS:
+            raise ValueError(f"unknown sandbox backend {backend!r}; expected one of {SANDBOX_BACKENDS}")
         if backend == "sandboxfusion" and not url:
             raise ValueError("backend='sandboxfusion' needs url (e.g. http://host:8080)")
         if inflight_per_actor < 1:

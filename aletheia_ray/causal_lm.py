@@ -15,6 +15,7 @@ from aletheia_ray.device import model_device
 from aletheia_ray.micro_batches import gather_rows, micro_batches
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+ATTN_IMPLEMENTATIONS = ("sdpa", "flash_attention_2", "eager")
 Scored = Literal["all", "response"]
 
 

@@ -36,6 +36,9 @@ CONSOLE_FIELDS = (
 )
 
 
+WANDB_MODES = ("auto", "online", "offline", "disabled")  # logging.wandb
+
+
 def wandb_mode(setting: str) -> str:
     """``auto`` means online when WANDB_API_KEY is set, offline otherwise."""
     if setting == "auto":

@@ -16,13 +16,16 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from aletheia_ray.algorithms.registry import ALGORITHMS, Algorithm, SettingError, get_algorithm
 from aletheia_ray.algorithms.schedules import warmup_steps
-from aletheia_ray.causal_lm import DTYPES
+from aletheia_ray.causal_lm import ATTN_IMPLEMENTATIONS, DTYPES
 from aletheia_ray.config import StrictModel, key_error
 from aletheia_ray.memory_options import MemoryOptions
 from aletheia_ray.prompts import STYLES
 from aletheia_ray.rewards import REWARD_FNS
+from aletheia_ray.sandbox.types import SANDBOX_BACKENDS
+from aletheia_ray.sync import COLLECTIVE_BACKENDS, TRANSPORTS
 from aletheia_ray.sync.modes import SYNC_MODES, SyncPolicy, make_sync_policy
 from aletheia_ray.tasks import TASKS, Task, get_task
+from aletheia_ray.tracking import WANDB_MODES
 
 PositiveInt = Field(gt=0)
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -46,7 +49,7 @@ class ModelConfig(StrictModel):
     path: str = "embedded:tiny"  # a HF directory or "embedded:tiny" / "embedded:smollm2"
     cache_dir: Optional[str] = None  # where embedded models are built (default: the models' cache)
     dtype: Literal[tuple(DTYPES)] = "float32"  # what the learner and reference load (float16: no loss scaling)
-    attn_implementation: Literal["sdpa", "flash_attention_2", "eager"] = "sdpa"
+    attn_implementation: Literal[ATTN_IMPLEMENTATIONS] = "sdpa"
     max_model_len: int = Field(2048, gt=0)  # prompt + response tokens
 
 
@@ -96,15 +99,7 @@ class RolloutConfig(StrictModel):
     temperature: float = Field(1.0, gt=0)
     top_p: float = Field(1.0, gt=0, le=1)
     max_new_tokens: int = Field(256, gt=0)  # the response budget (paper: 16k)
-    engine_kwargs: dict[str, Any] = {}  # extra vllm.LLM arguments (see RolloutConfig.vllm_kwargs)
-
-    def vllm_kwargs(self, max_model_len: int) -> dict[str, Any]:
-        """On CPU, seeded sampling crashes vLLM when a prompt's prefill is chunked ("CPU Generator
-        does not use offset"), so chunked prefill is off there unless engine_kwargs says otherwise."""
-        if self.num_gpus_per_engine > 0:
-            return dict(self.engine_kwargs)
-        return {"enable_chunked_prefill": False, "max_num_batched_tokens": max(max_model_len, 4096),
-                **self.engine_kwargs}
+    engine_kwargs: dict[str, Any] = {}  # extra vllm.LLM arguments (on CPU RolloutPool turns chunked prefill off unless set here)
 
 
 class LearnerConfig(StrictModel):
@@ -124,7 +119,7 @@ class LearnerConfig(StrictModel):
     zero_stage: Literal[2, 3] = 2  # 3: parameters partitioned over the ranks too
     offload_optimizer: bool = False  # fp32 master weights + Adam states in host memory
     offload_params: bool = False  # ZeRO-3 only: parameters in host memory between uses
-    backend: Literal["gloo", "nccl"] = "gloo"
+    backend: Literal[COLLECTIVE_BACKENDS] = "gloo"
     # a learner call (update, logprobs, checkpoint) that has not finished by then is a hang: fail
     # naming the silent ranks instead of waiting forever
     call_timeout_s: float = Field(3600.0, gt=0)
@@ -175,7 +170,7 @@ class SandboxRewardConfig(StrictModel):
         if value != "auto" and value < 1:
             raise ValueError(f"must be >= 1 or 'auto', got {value}")
         return value
-    backend: Literal["local", "sandboxfusion"] = "local"
+    backend: Literal[SANDBOX_BACKENDS] = "local"
     url: Optional[str] = None
     isolation: str = "auto"
     submission_timeout_s: float = Field(600.0, gt=0)
@@ -210,7 +205,7 @@ class AlgorithmConfig(StrictModel):
     norm_adv_by_std: bool = True
     sync_mode: Literal[SYNC_MODES] = "on_policy"  # see sync/modes.py
     updates_per_generation: int = Field(1, gt=0)  # batch_online: optimizer updates per generated batch (BO-GRPO: 4)
-    tis_cap: Optional[float] = Field(None, gt=0)  # TIS weight cap C; None: off, except 2.0 (the paper's) in async_tis
+    tis_cap: Optional[float] = None  # TIS weight cap C (sync/modes.py checks it); None: off, except 2.0 (the paper's) in async_tis
 
     @field_validator("loss")
     @classmethod
@@ -239,7 +234,7 @@ class AlgorithmConfig(StrictModel):
 
 
 class SyncConfig(StrictModel):
-    transport: Literal["object_store", "collective"] = "object_store"
+    transport: Literal[TRANSPORTS] = "object_store"
     bucket_mb: float = Field(64.0, gt=0)
     timeout_s: float = Field(120.0, gt=0)
 
@@ -254,7 +249,7 @@ class ColdStartConfig(StrictModel):
     # format (teaches the format only, so RL starts near chance: the learning test uses it).
     # data.kind codegen: "correct" = the row's reference solution, "stub" = a runnable program with the
     # task's interface that solves nothing (format only: a ```python block), in a ```python block.
-    targets: Literal["correct", "random_letter", "stub"] = "correct"
+    targets: str = "correct"  # one of the task's cold_start_targets (checked against data.kind)
     reasoning: str = "I compared the candidates."  # think style: text before </think>
 
 
@@ -276,7 +271,7 @@ class TrainerConfig(StrictModel):
 
 
 class LoggingConfig(StrictModel):
-    wandb: Literal["auto", "online", "offline", "disabled"] = "auto"  # auto: online iff WANDB_API_KEY
+    wandb: Literal[WANDB_MODES] = "auto"  # auto: online iff WANDB_API_KEY
     project: str = "aletheia_ray"
     run_name: Optional[str] = None
     progress: bool = True  # per-step console line on stderr
@@ -311,8 +306,8 @@ class TrainConfig(StrictModel):
     def _reward_fits_task(cls, reward: RewardConfig, info) -> RewardConfig:
         data = info.data.get("data")  # validated before reward (field order); absent if it was invalid
         if data is not None and reward.fn is not None and reward.fn not in data.task.reward_fns:
-            fits = {fn: kind for kind, task in TASKS.items() for fn in task.reward_fns}
-            elsewhere = f" (data.kind {fits[reward.fn]!r} trains it)" if reward.fn in fits else ""
+            kinds = [kind for kind, task in TASKS.items() if reward.fn in task.reward_fns]
+            elsewhere = f" (data.kind {' or '.join(kinds)} trains it)" if kinds else ""
             raise key_error("fn", reward.fn, f"reward fn {reward.fn!r} cannot be trained on data.kind {data.kind!r}: "
                                              f"it trains with {list(data.task.reward_fns)}{elsewhere}")
         return reward

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-from aletheia_ray.eval_generate import (PROMPT_FORMATS, TOO_LONG_POLICIES, EvalPlan, EvalPlanError,
+from aletheia_ray.eval_prompts import (PROMPT_FORMATS, TOO_LONG_POLICIES, EvalPlan, EvalPlanError,
                                         generation_stats, plan_eval_prompts, position_bias, prediction_rows,
                                         split_pair_orders, write_jsonl)
 from aletheia_ray.metrics import TAU_UNDEFINED_MODES

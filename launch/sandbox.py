@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from aletheia_ray.sandbox.executor import Executor
 from aletheia_ray.sandbox.parallel import run_local
+from aletheia_ray.sandbox.types import SANDBOX_BACKENDS
 from aletheia_ray.sandbox.submissions import submission_from_row
 from aletheia_ray.sandbox.types import Status, Submission, SubmissionResult
 
@@ -108,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         p.add_argument("--input", required=True)
         p.add_argument("--output", required=True)
-        p.add_argument("--backend", choices=["local", "sandboxfusion"], default="local")
+        p.add_argument("--backend", choices=SANDBOX_BACKENDS, default="local")
         p.add_argument("--url", default=None, help="SandboxFusion base URL (sandboxfusion)")
         p.add_argument("--workers", type=int, default=1)
         p.add_argument("--slot-base", type=int, default=0,

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from aletheia_ray.data.lists import load_lists
-from aletheia_ray.eval_generate import plan_eval_prompts
+from aletheia_ray.eval_prompts import plan_eval_prompts
 from aletheia_ray.models import resolve_model_path
 from aletheia_ray.launch.eval import main
 from fixture_paths import SHARED_DATA

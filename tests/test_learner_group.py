@@ -169,6 +169,22 @@ def test_sft_steps_reduce_nll_and_bad_inputs_are_named(env):
         group.train_step(empty, "sft")
 
 
+def test_a_batch_with_fewer_rows_than_ranks_trains_with_the_idle_rank_at_weight_zero(env):
+    """A sample filter (RAFT) can keep fewer rows than there are ranks: the idle rank still joins
+    every collective, on a stand-in row whose loss and metrics count zero times."""
+    group = env["two"]
+    batch = make_batch(env["vocab"], seed=11).slice(0, 1)
+    logprobs = group.compute_logprobs(batch)
+    n_tok = float(batch.loss_mask.sum())
+    want = float(-(logprobs * batch.loss_mask).sum()) / n_tok
+    before = ray.get(group.get_weights_ref())
+    metrics = group.train_step(batch, "sft")
+    assert metrics["actor/nll"] == pytest.approx(want, rel=1e-5)  # counted once, not once per rank
+    assert metrics["actor/num_tokens"] == n_tok
+    after = ray.get(group.get_weights_ref())
+    assert max((after[k] - before[k]).abs().max().item() for k in before) > 0.5 * LR
+
+
 def test_bfloat16_rank_trains_and_stays_close_to_fp32(env):
     group = LearnerGroup(1, env["model_dir"], num_cpus_per_rank=0.5, lr=LR, micro_batch_size=4, dtype="bfloat16")
     try:

@@ -9,7 +9,7 @@ import ray
 from aletheia_ray.actors.reward import RewardPool
 from aletheia_ray.batch import Generation
 from aletheia_ray.data.synthetic import make_synthetic_lists
-from aletheia_ray.rewards import Overlong
+from aletheia_ray.rewards import Overlong, PassRateScorer, VerdictScorer
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +29,8 @@ def test_verdict_rewards_over_two_actors_fill_every_generation(local_ray):
     right = [f"\\boxed{{{lst.chosen_answer}}}" for lst in lists]
     wrong = [f"\\boxed{{{'B' if lst.chosen_answer == 'A' else 'A'}}}" for lst in lists]
     gens = [_gen(0, right[0]), _gen(0, wrong[0]), _gen(1, "I am not sure"), _gen(2, right[2], length=15)]
-    pool = RewardPool(kind="verdict", fn="list_em", style="instruct", num_actors=2, num_cpus_per_actor=0.1,
-                      overlong=Overlong(max_len=16, cache=4))
+    scorer = VerdictScorer(fn="list_em", style="instruct", overlong=Overlong(max_len=16, cache=4))
+    pool = RewardPool(scorer, num_actors=2, num_cpus_per_actor=0.1)
     try:
         metrics = pool.score(gens, lists)
     finally:
@@ -42,12 +42,12 @@ def test_verdict_rewards_over_two_actors_fill_every_generation(local_ray):
     assert metrics["reward/list_acc"] == 0.5
 
 
-def test_pass_rate_kind_needs_a_sandbox_pool_and_bad_names_fail_early(local_ray):
-    with pytest.raises(ValueError, match="sandbox_pool"):
-        RewardPool(kind="pass_rate")
+def test_a_scorer_that_runs_code_needs_a_sandbox_pool_and_bad_names_fail_early(local_ray):
+    with pytest.raises(ValueError, match="PassRateScorer runs code: it needs a sandbox_pool"):
+        RewardPool(PassRateScorer())
     with pytest.raises(KeyError, match="unknown reward"):
-        RewardPool(kind="verdict", fn="nope")
-    pool = RewardPool(kind="verdict", num_actors=1)
+        RewardPool(VerdictScorer(fn="nope"))
+    pool = RewardPool(VerdictScorer(), num_actors=1)
     try:
         with pytest.raises(IndexError, match="prompt 5"):
             pool.score([_gen(5, "x")], make_synthetic_lists(1))
@@ -65,7 +65,7 @@ def test_pass_rate_rewards_through_the_sandbox_pool_same_interface(local_ray):
     half = "```python\nn = int(input())\nprint(9)\n```"
     gens = [_gen(0, right), _gen(0, half), _gen(0, "print(n * n) without a code block")]
     sandbox = SandboxPool(num_actors=1, num_cpus_per_actor=0.5, submission_timeout_s=120, slot_offset=60)
-    pool = RewardPool(kind="pass_rate", sandbox_pool=sandbox)
+    pool = RewardPool(PassRateScorer(), sandbox_pool=sandbox)
     try:
         metrics = pool.score(gens, [task])
     finally:

@@ -11,7 +11,8 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
-BACKENDS = ("gloo", "nccl")
+from aletheia_ray.sync import COLLECTIVE_BACKENDS
+
 STORE_PREFIX = "aletheia_weight_sync"
 
 
@@ -32,8 +33,8 @@ def join_group(
     ``host:port`` is rank 0's store; ``local_host`` is this process's address that the others
     can reach (gloo binds its device there).
     """
-    if backend not in BACKENDS:
-        raise ValueError(f"weight-sync backend must be one of {BACKENDS}, got {backend!r}")
+    if backend not in COLLECTIVE_BACKENDS:
+        raise ValueError(f"weight-sync backend must be one of {COLLECTIVE_BACKENDS}, got {backend!r}")
     timeout = timedelta(seconds=timeout_s)
     if store is None:
         store = dist.TCPStore(host, port, world_size, is_master=False, timeout=timeout)

@@ -18,9 +18,9 @@ from typing import Any
 import ray
 
 from aletheia_ray.sync.buckets import total_bytes
+from aletheia_ray.sync import TRANSPORTS
 from aletheia_ray.sync.errors import SyncError, SyncTimeoutError
 
-TRANSPORTS = ("object_store", "collective")
 LEARNER = "learner rank 0"
 
 

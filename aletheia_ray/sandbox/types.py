@@ -10,6 +10,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
 
 
+SANDBOX_BACKENDS = ("local", "sandboxfusion")  # local: this project's isolated executor; a SandboxFusion server
+
+
 class Status(str, enum.Enum):
     OK = "OK"  # test passed
     WA = "WA"  # wrong answer (or a test program that exited non-zero / without its sentinel)

@@ -1,4 +1,4 @@
-"""aletheia_ray.eval_generate: prompt plans (list / pair / both orders), the too-long policy,
+"""aletheia_ray.eval_prompts: prompt plans (list / pair / both orders), the too-long policy,
 prediction rows in the foundations' format (scored by the real scorer), position bias."""
 import json
 from math import comb
@@ -8,7 +8,7 @@ import pytest
 from aletheia_ray.batch import Generation
 from aletheia_ray.data.lists import load_lists
 from aletheia_ray.data.records import VerifierList
-from aletheia_ray.eval_generate import (EvalPlanError, EvalPrompt, generation_stats, plan_eval_prompts,
+from aletheia_ray.eval_prompts import (EvalPlanError, EvalPrompt, generation_stats, plan_eval_prompts,
                                         position_bias, prediction_rows, split_pair_orders, write_jsonl)
 from aletheia_ray.evaluation import load_predictions, score_predictions
 from aletheia_ray.models import resolve_model_path
