@@ -34,18 +34,18 @@ from typing import Any
 import ray
 from transformers import AutoTokenizer
 
-from aletheia_ray.actors.learner import LearnerGroup
 from aletheia_ray.actors.cluster import ray_session
 from aletheia_ray.actors.group import ActorGroup
+from aletheia_ray.actors.memory_poll import PeakMemoryPoll
+from aletheia_ray.actors.learner import LearnerGroup
 from aletheia_ray.actors.reference import ReferenceActor
 from aletheia_ray.actors.reward import RewardPool
 from aletheia_ray.actors.rollout import RolloutPool
-from aletheia_ray import checkpoint as ckpt
 from aletheia_ray.actors.weight_sync.transports import WeightSync
+from aletheia_ray import checkpoint as ckpt
 from aletheia_ray.algorithms.advantages import ADVANTAGE_ESTIMATORS
 from aletheia_ray.batch import generations_to_batch, sequences_to_batch
 from aletheia_ray.config import config_to_dict, dump_config
-from aletheia_ray.memory_options import peak_memory_gb
 from aletheia_ray.metrics import logprob_gap_metrics, mean_update_metrics, response_metrics
 from aletheia_ray.micro_batches import minibatch_rows
 from aletheia_ray.models import resolve_model_path
@@ -95,7 +95,7 @@ class Trainer:
                                         total_steps=cfg.trainer.total_steps)
         self.reference_group = ActorGroup("reference")  # the reference actor (created in start, if used)
         self.learner = self.rollout = self.reference = self.rewards = self.sandbox = self.weight_sync = None
-        self._memory_pending: dict[str, Any] = {}  # actor name -> ObjectRef of its peak_memory()
+        self.memory_poll = PeakMemoryPoll(self._memory_actors)
 
     # ------------------------------------------------------------------ setup
 
@@ -281,7 +281,7 @@ class Trainer:
         metrics.update(actor)
         metrics.update({k: v for k, v in sync.items() if k != "timing_s/sync"})
         metrics.update(timer.times)
-        metrics.update(self.memory_metrics())
+        metrics.update(self.memory_poll.collect())
         metrics.update({"timing_s/gen": gen_seconds, "perf/throughput": tokens / timer.times["timing_s/step"],
                         "perf/gen_tokens_per_s": sum(len(g.response_ids) for g in gens) / gen_seconds,
                         "perf/total_num_tokens": tokens, "epoch": rollout.epoch,
@@ -339,30 +339,12 @@ class Trainer:
         return {"eval/list_acc": scored["reward/list_acc"], "eval/parse_rate": scored["reward/parse_rate"],
                 "eval/random_baseline": self.task.random_baseline(heldout.items), "eval/num_lists": len(heldout.items)}
 
-    def memory_metrics(self, final: bool = False) -> dict[str, float]:
-        """``memory/<actor>/peak_rss_gb`` (+ ``peak_gpu_allocated_gb`` on GPU) of the controller and every
-        actor. Polled without waiting: what was asked at the end of one step is read at the end of
-        the next (an engine already generating the next batch answers late instead of stalling the
-        loop). ``final=True`` (end of run, every actor idle) asks everyone and waits for the answers."""
-        out = {f"memory/controller/{k}": v for k, v in peak_memory_gb().items()}
-        asks = {f"learner_rank{r}": rank.peak_memory.remote() for r, rank in enumerate(self.learner.ranks)}
-        asks.update({f"rollout_engine{i}": e.peak_memory.remote() for i, e in enumerate(self.rollout.engines)})
+    def _memory_actors(self) -> dict[str, Any]:
+        actors = {f"learner_rank{r}": rank for r, rank in enumerate(self.learner.ranks)}
+        actors.update({f"rollout_engine{i}": e for i, e in enumerate(self.rollout.engines)})
         if self.reference is not None:
-            asks["reference"] = self.reference.peak_memory.remote()
-        pending, self._memory_pending = (asks, {}) if final else (self._memory_pending, {})
-        ready, _ = ray.wait(list(pending.values()), num_returns=len(pending), timeout=60 if final else 0)
-        for name, ref in pending.items():
-            if ref not in ready:
-                self._memory_pending[name] = ref
-                continue
-            try:
-                out.update({f"memory/{name}/{k}": v for k, v in ray.get(ref).items()})
-            except Exception as exc:  # noqa: BLE001 - a dead actor's memory is not worth the run's metrics
-                log.warning("peak memory of %s not collected: %s", name, exc)
-        if not final:
-            for name, ref in asks.items():
-                self._memory_pending.setdefault(name, ref)
-        return out
+            actors["reference"] = self.reference
+        return actors
 
     # ------------------------------------------------------------------ the loop
 
@@ -391,7 +373,7 @@ class Trainer:
             extra["final_step"] = self.state.step
             if self.learner is not None and self.rollout is not None:
                 try:
-                    extra.update(self.memory_metrics(final=True))
+                    extra.update(self.memory_poll.collect(final=True))
                 except Exception as exc:  # noqa: BLE001 - a dead actor must not hide the run's own error
                     log.warning("peak memory of the actors not collected: %s", exc)
             summary = tracker.close(extra)

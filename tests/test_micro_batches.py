@@ -103,3 +103,18 @@ def assert_same_gradients(got: dict, want: dict, rel: float = 1e-5) -> None:
     assert got.keys() == want.keys()
     for name, grad in want.items():
         assert (got[name] - grad).norm() <= rel * grad.norm() + 1e-12, name
+
+
+def test_near_equal_bounds_cover_every_item_once_with_sizes_within_one():
+    from aletheia_ray.micro_batches import near_equal_bounds
+
+    assert near_equal_bounds(10, 4) == [(0, 3), (3, 6), (6, 8), (8, 10)]
+    assert near_equal_bounds(1, 3) == [(0, 1), (1, 1), (1, 1)]  # more parts than items: empty parts last
+    for n in range(0, 30):
+        for k in range(1, 7):
+            bounds = near_equal_bounds(n, k)
+            sizes = [e - s for s, e in bounds]
+            assert len(bounds) == k and bounds[0][0] == 0 and bounds[-1][1] == n
+            assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:])) and max(sizes) - min(sizes) <= 1
+    with pytest.raises(ValueError, match="cannot split into 0 parts"):
+        near_equal_bounds(3, 0)
