@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 import time
 
 import ray
@@ -29,6 +28,7 @@ from rich.console import Console
 from rich.table import Table
 from transformers import AutoTokenizer
 
+from aletheia_ray.actors.cluster import ray_session
 from aletheia_ray.actors.learner import LearnerGroup
 from aletheia_ray.actors.reference import ReferenceActor
 from aletheia_ray.config import load_config
@@ -114,12 +114,13 @@ def main(argv=None) -> None:
     lengths = batch.row_lengths()
     print(f"{len(batch)} rows, tokens per row {min(lengths)}-{max(lengths)}, "
           f"{sum(lengths)} real tokens, {batch.input_ids.numel()} padded", flush=True)
-    ray.init(num_cpus=2, include_dashboard=False, _temp_dir=tempfile.mkdtemp(prefix="bench_learner_memory_"),
-             runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false"}})
     table = Table(title=f"learner memory, {os.path.basename(path)}, 2 ZeRO ranks on 2 CPU cores")
     for column in ("set", "rows/mb", "options", "rank0 peak GB", "rank1 peak GB", "old logprob s", "update s", "loss"):
         table.add_column(column)
-    try:
+    ref_table = Table(title="reference actor (no gradients), same batch")
+    for column in ("set", "rows/mb", "token budget", "chunk", "scored", "peak GB", "seconds"):
+        ref_table.add_column(column)
+    with ray_session(num_cpus=2, prefix="bench_learner_memory_"):
         for name in names:
             rows, memory = SETS[name]
             try:
@@ -132,17 +133,12 @@ def main(argv=None) -> None:
             print(name, result, flush=True)
             table.add_row(name, str(rows), _describe(memory), *(f"{gb:.2f}" for gb in result["rank_gb"]),
                           f"{result['logprob_s']:.1f}", f"{result['update_s']:.1f}", f"{result['loss']:.6f}")
-        ref_table = Table(title="reference actor (no gradients), same batch")
-        for column in ("set", "rows/mb", "token budget", "chunk", "scored", "peak GB", "seconds"):
-            ref_table.add_column(column)
         for name in ref_names:
             rows, max_tokens, chunk, scored = REFERENCE_SETS[name]
             result = measure_reference(path, batch, rows, max_tokens, chunk, scored)
             print(name, result, flush=True)
             ref_table.add_row(name, str(rows), str(max_tokens), "all" if chunk == BIG else str(chunk), scored,
                               f"{result['peak_gb']:.2f}", f"{result['seconds']:.1f}")
-    finally:
-        ray.shutdown()
     Console(width=160).print(table)
     if ref_names:
         Console(width=160).print(ref_table)

@@ -5,6 +5,7 @@ command line names its private Ray temp dir, plus their descendants (workers ren
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -93,3 +94,21 @@ def kill_run_when(proc: subprocess.Popen, path: Path, marker: str, timeout: floa
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     kill_processes(ray_procs + processes_of(marker))
+
+
+RECORDED_STEPS = REPO / "tests" / "data" / "debug_cpu_first3_steps.json"
+
+
+def assert_recorded_steps(rows: list[dict]) -> None:
+    """``configs/debug_cpu.yaml``'s first 3 steps equal the record made before the architecture-v2
+    refactor (the refactored tree reproduced it exactly on this machine). ``reward/mean`` must match
+    exactly (the same verdicts were sampled); losses within float noise of another CPU's kernels."""
+    import pytest
+
+    record = json.loads(RECORDED_STEPS.read_text())["steps"]
+    assert len(rows) >= len(record)
+    for want, got in zip(record, rows):
+        assert got["step"] == want["step"]
+        assert got["reward/mean"] == want["reward/mean"], f"step {want['step']}: the sampled verdicts changed"
+        for key, value in want.items():
+            assert got[key] == pytest.approx(value, rel=1e-4, abs=1e-7), f"step {want['step']}: {key}"

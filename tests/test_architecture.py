@@ -115,3 +115,13 @@ def test_no_task_name_branches_in_controller_config_or_actors():
     hits = [f"{p.relative_to(REPO)}:{i}" for p in files for i, line in enumerate(p.read_text().splitlines(), 1)
             if pattern.search(line)]
     assert hits == []
+
+
+def test_a_bare_source_checkout_resolves_the_ray_layer_without_the_installer(tmp_path):
+    """A Ray job's uploaded working_dir: only the checkout on sys.path, no site-packages (``-S``), so
+    no editable-install finder: ``aletheia_ray.actors`` / ``.launch`` still come from the checkout."""
+    code = (f"import sys; sys.path.insert(0, {str(REPO)!r}); import aletheia_ray.actors, aletheia_ray.launch; "
+            "print(aletheia_ray.actors.__file__); print(aletheia_ray.launch.__file__)")
+    out = subprocess.run([sys.executable, "-S", "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [str(REPO / "actors" / "__init__.py"), str(REPO / "launch" / "__init__.py")]

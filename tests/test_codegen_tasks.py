@@ -141,13 +141,13 @@ def test_debug_codegen_config_loads_fits_two_cores_and_feeds_the_reward_pool(tok
 def test_reward_fn_must_fit_the_task_naming_key_and_file(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_config(REPO_ROOT / "configs" / "debug_cpu.yaml", ["reward.fn=pass_rate"], schema=TrainConfig)
-    assert "key 'reward' (from override 'reward.fn=pass_rate')" in str(err.value)
-    assert "does not fit data.kind 'lists'" in str(err.value) and "['list_em']" in str(err.value)
+    assert "key 'reward.fn' (from override 'reward.fn=pass_rate')" in str(err.value)
+    assert "cannot be trained on data.kind 'lists': it trains with ['list_em'] (data.kind codegen trains it)" in str(err.value)
     bad = tmp_path / "bad.yaml"
     bad.write_text(f"base: {CONFIG}\nreward:\n  fn: list_em\n")
     with pytest.raises(ConfigError) as err:
         load_config(bad, schema=TrainConfig)
-    assert f"key 'reward' (in file {bad})" in str(err.value) and "trains with ['pass_rate']" in str(err.value)
+    assert f"key 'reward.fn' (in file {bad})" in str(err.value) and "trains with ['pass_rate']" in str(err.value)
     with pytest.raises(ConfigError, match=r"key 'cold_start' \(from override.*'random_letter' does not fit"):
         load_config(CONFIG, ["cold_start.targets=random_letter"], schema=TrainConfig)
     with pytest.raises(ConfigError, match="'stub' does not fit data.kind 'lists'"):

@@ -1,5 +1,9 @@
 """``ray job submit`` of the debug config to a local head node (own temp dir, loopback, token auth
-as Ray 2.60 enables it by default); the head node's processes are stopped by pid afterwards."""
+as Ray 2.60 enables it by default); the head node's processes are stopped by pid afterwards.
+
+The job runs the demo config unchanged for 3 steps and must repeat the steps recorded before the
+architecture-v2 refactor (``tests/data/debug_cpu_first3_steps.json``): behaviour is preserved, and a
+job on a cluster trains exactly as a local run does."""
 from __future__ import annotations
 
 import json
@@ -12,7 +16,7 @@ import tempfile
 import pytest
 
 from aletheia_ray.tracking import read_metrics
-from e2e_helpers import DEBUG_CONFIG, REPO, kill_processes, processes_of
+from e2e_helpers import DEBUG_CONFIG, REPO, assert_recorded_steps, kill_processes, processes_of
 
 pytestmark = pytest.mark.slow
 
@@ -38,8 +42,7 @@ def test_ray_job_submit_runs_the_debug_config(tmp_path):
         submit = ["ray", "job", "submit", f"--address=http://127.0.0.1:{dashboard_port}",
                   f"--runtime-env-json={json.dumps(runtime_env)}", "--",
                   "aletheia-train", "--config", str(DEBUG_CONFIG), f"output_dir={tmp_path}",
-                  "trainer.total_steps=2", "trainer.save_steps=0", "trainer.save_final=false", "cold_start.steps=2",
-                  "evaluation.enabled=false", "logging.wandb=disabled"]
+                  "trainer.total_steps=3", "trainer.save_steps=0", "trainer.save_final=false", "logging.wandb=disabled"]
         proc = subprocess.run(submit, env=env, cwd=REPO, capture_output=True, text=True, timeout=900)
         assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
         assert "succeeded" in proc.stdout
@@ -47,4 +50,5 @@ def test_ray_job_submit_runs_the_debug_config(tmp_path):
     finally:
         kill_processes(processes_of(temp))
     rows = read_metrics(tmp_path)
-    assert [r["step"] for r in rows] == [1, 2] and all("timing_s/gen" in r for r in rows)
+    assert [r["step"] for r in rows] == [1, 2, 3] and all("timing_s/gen" in r for r in rows)
+    assert_recorded_steps(rows)  # the job repeats the demo's recorded steps (behaviour preserved)

@@ -81,4 +81,6 @@ def test_parseable_iff_no_format_penalty(fn, text, style, strict):
 ])
 def test_the_strategy_reaches_every_case(name, predicate):
     """Guard against a vacuous property: the generator yields each kind of completion."""
-    find(completions(), predicate, settings=settings(max_examples=2000, deadline=None, database=None))
+    # derandomized: a fixed search, so the guard is deterministic (a random 2000-example search missed
+    # the rarest case about one run in six)
+    find(completions(), predicate, settings=settings(max_examples=2000, deadline=None, database=None, derandomize=True))
