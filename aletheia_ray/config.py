@@ -19,7 +19,7 @@ from typing import Any, Iterable, Optional, Sequence, TypeVar, Union, get_args, 
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic_core import PydanticCustomError
 
@@ -52,11 +52,17 @@ def load_config(path: Optional[PathLike], overrides: Sequence[str] = (), schema:
     for label, data in layers:
         try:
             merged = OmegaConf.merge(merged, data)
+            for key in _required_keys(data):  # `key: ???` marks a value the user must set, also over a base's
+                OmegaConf.update(merged, key, "???", merge=False)
         except OmegaConfBaseException as e:
             key = getattr(e, "full_key", "") or "?"
             raise ConfigError(f"cannot merge key '{key}' from {label}: {_first_line(e)}") from None
     try:
-        tree = OmegaConf.to_container(merged, resolve=True)
+        tree = OmegaConf.to_container(merged, resolve=True, throw_on_missing=True)
+    except MissingMandatoryValue as e:  # `key: ???` in a file: the user must set it
+        key = getattr(e, "full_key", "") or "?"
+        raise ConfigError(f"missing required key '{key}' ({_origin(_provenance(layers), _split_key(key))}: '???'); "
+                          f"pass '{key}=...'") from None
     except OmegaConfBaseException as e:
         key = getattr(e, "full_key", "") or "?"
         where = _origin(_provenance(layers), _split_key(key)) if key != "?" else _all_sources(layers)
@@ -181,6 +187,13 @@ def _dotted(loc: Sequence) -> str:
     for part in loc:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out or "<root>"
+
+
+def _required_keys(data: Any, prefix: str = "") -> list[str]:
+    """Dotted keys whose value is ``???`` (OmegaConf's mandatory marker) in one layer."""
+    if isinstance(data, dict):
+        return [k for key, value in data.items() for k in _required_keys(value, f"{prefix}{key}.")]
+    return [prefix[:-1]] if data == "???" else []
 
 
 def _split_key(key: str) -> tuple:

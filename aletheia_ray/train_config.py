@@ -196,7 +196,8 @@ class RewardConfig(StrictModel):
 class AlgorithmConfig(StrictModel):
     """``loss`` names the algorithm (``aletheia_ray.algorithms.registry.ALGORITHMS``); its settings
     (e.g. ``eps_low``, ``eps_high``, ``beta`` for grpo) are further keys of this section, checked
-    against the registry entry and filled with its defaults; any other key is an error."""
+    against the registry entry and filled with its defaults; any other key is an error. A key set
+    to null is unset (dropped), so a config can switch algorithm over a base file's settings."""
     model_config = ConfigDict(extra="allow")
 
     loss: str = "grpo"
@@ -216,7 +217,10 @@ class AlgorithmConfig(StrictModel):
 
     @model_validator(mode="after")
     def _algorithm_settings(self):
-        given = dict(self.__pydantic_extra__ or {})
+        # null means unset: a config switching algorithm over a base file (raft.yaml over grpo_think.yaml)
+        # writes `beta: null` to drop a setting the new algorithm does not take
+        given = {k: v for k, v in (self.__pydantic_extra__ or {}).items() if v is not None}
+        self.__pydantic_extra__.clear()
         try:
             self.__pydantic_extra__.update(self.entry.check_settings(given))
         except SettingError as e:
@@ -355,6 +359,26 @@ class TrainConfig(StrictModel):
     def sync_policy(self) -> SyncPolicy:
         a = self.algorithm
         return make_sync_policy(a.sync_mode, a.updates_per_generation, a.tis_cap)
+
+    def actor_layout(self) -> list[dict[str, Any]]:
+        """What the run will start: one row per actor role with its count and CPUs/GPUs each
+        (``aletheia-train --dry-run`` prints it; the sandbox pool's ``auto`` size is decided at start)."""
+        r, l, ref, rw = self.rollout, self.learner, self.reference, self.reward
+        rows = [{"role": "rollout engine (vLLM)", "count": r.num_engines, "cpus": r.num_cpus_per_engine,
+                 "gpus": r.num_gpus_per_engine, "note": f"tensor_parallel_size={r.tensor_parallel_size}"},
+                {"role": "learner rank (DeepSpeed)", "count": l.num_ranks, "cpus": l.num_cpus_per_rank,
+                 "gpus": l.num_gpus_per_rank, "note": f"ZeRO-{l.zero_stage}, {l.backend}"}]
+        if self.use_reference:
+            rows.append({"role": "reference", "count": 1, "cpus": ref.num_cpus, "gpus": ref.num_gpus,
+                         "note": f"re-sync every {ref.sync_steps} steps" if ref.sync_steps else "never re-synced"})
+        if self.data.task.scorer(self).runs_code:
+            s = rw.sandbox
+            rows.append({"role": "sandbox actor", "count": s.num_actors, "cpus": s.num_cpus_per_actor, "gpus": 0.0,
+                         "note": f"backend={s.backend}"})
+        else:
+            rows.append({"role": "reward actor", "count": rw.num_actors, "cpus": rw.num_cpus_per_actor, "gpus": 0.0,
+                         "note": f"reward.fn={self.data.task.scorer(self).fn}"})
+        return rows
 
     @property
     def use_reference(self) -> bool:

@@ -10,6 +10,8 @@ from typing import Annotated
 import pytest
 import torch
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import Field
 
 from aletheia_ray.algorithms import registry
@@ -123,3 +125,17 @@ def test_cli_refuses_an_unknown_algorithm_before_any_actor_starts(tmp_path):
     assert proc.returncode != 0 and elapsed < 15
     assert "unknown algorithm 'grop'; known algorithms: ['grpo', 'gspo', 'raft', 'sft']" in proc.stderr
     assert "Ray" not in proc.stderr and not (tmp_path / "run").exists()  # nothing started, nothing written
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 5), st.sampled_from([-1.0, -0.5, 0.0, 0.5, 1.0])), max_size=60),
+       st.integers(1, 6))
+def test_raft_filter_never_keeps_more_than_the_cap_and_only_positives(samples, cap):
+    groups, rewards = [g for g, _ in samples], [r for _, r in samples]
+    kept, metrics = keep_positives(rewards, groups, max_positives_per_group=cap)
+    assert kept == sorted(set(kept)) and all(rewards[k] > 0 for k in kept)
+    for group in set(groups):
+        positives = [i for i, g in enumerate(groups) if g == group and rewards[i] > 0]
+        assert [k for k in kept if groups[k] == group] == positives[:cap]  # the first ones, up to the cap
+    assert metrics["filter/groups_without_samples"] == sum(
+        1 for group in set(groups) if not any(rewards[i] > 0 for i, g in enumerate(groups) if g == group))
