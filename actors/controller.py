@@ -75,6 +75,7 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         self.sync_policy = cfg.sync_policy
         self.algorithm, self.task = cfg.algorithm.entry, cfg.data.task
+        self.reward_fn = self.task.reward_fn(cfg)
         self.model_path = resolve_model_path(cfg.model.path, cfg.model.cache_dir)
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
         pad = self.tokenizer.pad_token_id
@@ -181,7 +182,7 @@ class Trainer:
             idx = sampler.next_batch()
             completions = []
             for i in idx:
-                text = self.task.cold_start_text(self.items[i], cs.targets, style, cs.reasoning, rng)
+                text = self.task.cold_start_text(self.items[i], cs.targets, style, cs.reasoning, rng, fn=self.reward_fn)
                 completions.append(self.tokenizer(text, add_special_tokens=False)["input_ids"] + [eos])
             batch = sequences_to_batch([self.prompt_ids[i] for i in idx], completions, pad_id=self.pad_id)
             start = time.perf_counter()

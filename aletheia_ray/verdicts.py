@@ -25,9 +25,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from aletheia_ray.data.records import LETTERS
-from aletheia_ray.prompts import STYLES
-
-MAX_SCORE = 10
+from aletheia_ray.prompts import MAX_SCORE, STYLES
 
 _BOX_OPEN = "\\boxed{"
 _WRAPPER = re.compile(r"^\\(?:text|textbf|mathrm|mathbf)\{\s*([^{}]*?)\s*\}$")

@@ -142,7 +142,7 @@ def test_reward_fn_must_fit_the_task_naming_key_and_file(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_config(REPO_ROOT / "configs" / "debug_cpu.yaml", ["reward.fn=pass_rate"], schema=TrainConfig)
     assert "key 'reward.fn' (from override 'reward.fn=pass_rate')" in str(err.value)
-    assert "cannot be trained on data.kind 'lists': it trains with ['list_em'] (data.kind codegen trains it)" in str(err.value)
+    assert "cannot be trained on data.kind 'lists': it trains with ['list_em', 'list_sc'] (data.kind codegen trains it)" in str(err.value)
     bad = tmp_path / "bad.yaml"
     bad.write_text(f"base: {CONFIG}\nreward:\n  fn: list_em\n")
     with pytest.raises(ConfigError) as err:

@@ -20,7 +20,7 @@ def load(name: str, *overrides: str) -> TrainConfig:
 
 def test_the_rows_that_train_today_are_all_there():
     assert ROWS == ["bo_grpo.yaml", "grpo_instruct.yaml", "grpo_think_16k.yaml", "grpo_think_4k.yaml",
-                    "grpo_think_8k.yaml", "pair_em.yaml", "raft.yaml"]
+                    "grpo_think_8k.yaml", "list_sc.yaml", "pair_em.yaml", "pair_sc.yaml", "raft.yaml"]
 
 
 @pytest.mark.parametrize("name", ROWS)
@@ -61,8 +61,10 @@ def test_raft_and_pair_em_rows():
     assert raft.learner.lr == 2e-6 and not raft.use_reference
     assert [r["role"] for r in raft.actor_layout()] == ["rollout engine (vLLM)", "learner rank (DeepSpeed)",
                                                         "reward actor"]
-    pair = load("pair_em.yaml")
-    assert pair.data.kind == "pairs" and pair.data.task.scorer(pair).fn == "pair_em"
+    for name, kind, fn in (("pair_em.yaml", "pairs", "pair_em"), ("pair_sc.yaml", "pairs", "pair_sc"),
+                           ("list_sc.yaml", "lists", "list_sc")):
+        cfg = load(name)
+        assert cfg.data.kind == kind and cfg.data.task.scorer(cfg).fn == fn and cfg.algorithm.loss == "grpo"
 
 
 def test_docs_table_lists_every_row():

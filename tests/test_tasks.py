@@ -79,3 +79,24 @@ def test_cold_start_targets_come_from_the_task():
     with pytest.raises(ConfigError, match=r"'stub' does not fit data.kind 'pairs'"):
         load_config(CONFIGS / "debug_cpu.yaml", ["data.kind=pairs", "reward.fn=pair_em", "cold_start.targets=stub"],
                     schema=TrainConfig)
+
+
+@pytest.mark.parametrize("kind,fn,mode,best", [("lists", "list_sc", "list_score", 2.0),
+                                               ("pairs", "pair_sc", "pair_score", 4.2),
+                                               ("pairs", "pair_em", "pair", 1.0),
+                                               ("lists", "list_em", "list", 1.0)])
+def test_score_and_letter_rewards_get_their_prompts_and_cold_start_answers_that_earn_the_most(tokenizer, kind, fn,
+                                                                                              mode, best):
+    """Round trip: the prompt follows reward.fn, and the 'correct' cold-start answer, scored by the
+    task's own scorer, gets the reward's maximum (ListSc 0 + 2; PairSc +1 + 2 + 1 + 0.2)."""
+    cfg = load_config(CONFIGS / "debug_cpu.yaml", [f"data.kind={kind}", f"reward.fn={fn}"], schema=TrainConfig)
+    task, scorer = cfg.data.task, cfg.data.task.scorer(cfg)
+    data = task.load(cfg, tokenizer)
+    item = next(i for i in data.items if kind == "lists" or i.lst.pass_rates[i.pair[0]] != i.lst.pass_rates[i.pair[1]])
+    k = data.items.index(item)
+    lst, pair = (item, None) if kind == "lists" else (item.lst, item.pair)
+    assert data.prompt_ids[k] == prompt_token_ids(tokenizer, build_messages(lst, style="instruct", mode=mode, pair=pair))
+    answer = task.cold_start_text(item, "correct", "instruct", "", random.Random(0), fn=fn)
+    assert scorer.score(answer, data.reward_items[k], 5).reward == pytest.approx(best)
+    shuffled = task.cold_start_text(item, "random_letter", "instruct", "", random.Random(1), fn=fn)
+    assert scorer.score(shuffled, data.reward_items[k], 5).parsed_ok  # random, but well-formed

@@ -79,13 +79,15 @@ def test_output_dir_is_required(tmp_path):
         load_config(f, schema=TrainConfig)
 
 
-@pytest.mark.parametrize("fn", ["list_sc", "pair_em", "pair_sc"])
+@pytest.mark.parametrize("fn", ["pair_em", "pair_sc"])
 def test_reward_fns_the_trainer_cannot_prompt_for_are_rejected(tmp_path, fn):
-    """The trainer builds listwise letter prompts: only list_em matches them."""
+    """data.kind lists builds listwise prompts: the pairwise rewards need data.kind pairs (and
+    list_sc is trainable on lists with its score prompt: tests/test_tasks.py)."""
     with pytest.raises(ConfigError) as err:
         load_config(CONFIGS / "debug_cpu.yaml", [f"reward.fn={fn}"], schema=TrainConfig)
     assert f"key 'reward.fn' (from override 'reward.fn={fn}')" in str(err.value)
     assert f"reward fn {fn!r} cannot be trained" in str(err.value) and "list_em" in str(err.value)
+    assert "(data.kind pairs trains it)" in str(err.value)
     bad = tmp_path / "bad.yaml"
     bad.write_text(f"base: {CONFIGS / 'debug_cpu.yaml'}\nreward:\n  fn: {fn}\n")
     with pytest.raises(ConfigError) as err:

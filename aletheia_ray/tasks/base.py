@@ -3,7 +3,8 @@
 A task (``data.kind`` names it, ``aletheia_ray.tasks.TASKS``) supplies:
   * ``load(cfg, tokenizer)``: the items, their prompt token ids, what the reward scores each item
     against (its reward item) and a data report (``TaskData``), filtered by ``select_items``;
-  * ``cold_start_text(item, targets, reasoning, rng)``: the SFT target of an item;
+  * ``cold_start_text(item, targets, style, reasoning, rng, fn)``: the SFT target of an item (in the
+    answer format of reward ``fn``);
   * ``scorer(cfg)``: the reward (``aletheia_ray.rewards``: ``VerdictScorer`` | ``PassRateScorer``);
   * ``heldout(cfg, tokenizer)``: held-out items for the end-of-run evaluation (``has_heldout``);
   * what it accepts in the config (``reward_fns``: the first is the default of ``reward.fn``;
@@ -42,11 +43,15 @@ class Task:
     def load(self, cfg: Any, tokenizer: Any) -> TaskData:
         raise NotImplementedError
 
-    def cold_start_text(self, item: Any, targets: str, style: str, reasoning: str, rng: random.Random) -> str:
+    def cold_start_text(self, item: Any, targets: str, style: str, reasoning: str, rng: random.Random,
+                        fn: Optional[str] = None) -> str:
         raise NotImplementedError
 
+    def reward_fn(self, cfg: Any) -> str:
+        return cfg.reward.fn or self.reward_fns[0]
+
     def scorer(self, cfg: Any) -> VerdictScorer | PassRateScorer:
-        return VerdictScorer(fn=cfg.reward.fn or self.reward_fns[0], style=cfg.data.prompt_style,
+        return VerdictScorer(fn=self.reward_fn(cfg), style=cfg.data.prompt_style,
                              strict=cfg.reward.strict, overlong=overlong(cfg))
 
     def heldout(self, cfg: Any, tokenizer: Any) -> Optional[TaskData]:

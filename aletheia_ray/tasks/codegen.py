@@ -148,7 +148,7 @@ class CodeGenerationTask(Task):
         return TaskData(tasks, ids, [t.template for t in tasks], {**read_report, **report})
 
     def cold_start_text(self, item: CodegenTask, targets: str, style: str, reasoning: str,
-                        rng: random.Random) -> str:
+                        rng: random.Random, fn: Optional[str] = None) -> str:
         return codegen_completion(cold_start_code(item, targets), style, reasoning)
 
     def scorer(self, cfg: Any) -> PassRateScorer:

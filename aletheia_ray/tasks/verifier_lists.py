@@ -1,8 +1,14 @@
-"""Verifier tasks, listwise: a problem and 2-5 candidates in one prompt, answered ``\\boxed{B}``.
+"""Verifier tasks, listwise: a problem and 2-5 candidates in one prompt, answered ``\\boxed{B}``
+(ListEM) or, with ``reward.fn: list_sc``, with one 0-10 score per candidate ``\\boxed{[3, 10, 5]}``
+(ListSc, the score prompt of ``prompts.py`` mode ``list_score``).
 
 ``data.kind: lists`` reads verifier lists (JSONL/parquet, ``aletheia_ray.data.lists``);
 ``data.kind: synthetic`` makes learnable toy lists in memory (``aletheia_ray.data.synthetic``) and
 has a held-out set for the end-of-run evaluation.
+
+Cold-start targets: ``correct`` is the right answer in the reward's format (the chosen letter;
+scores round(10 x pass rate) with the correct candidate alone at 10, which is what ListSc pays
+most for); ``random_letter`` is a random answer in that format (a letter, or random scores).
 """
 from __future__ import annotations
 
@@ -13,8 +19,11 @@ from typing import Any, Optional
 from aletheia_ray.data.lists import load_lists
 from aletheia_ray.data.records import LETTERS, VerifierList
 from aletheia_ray.data.synthetic import make_synthetic_lists, synthetic_user_message
-from aletheia_ray.prompts import THINK_CLOSE, build_messages, format_verdict, prompt_token_ids
+from aletheia_ray.prompts import MAX_SCORE, MIN_SCORE, THINK_CLOSE, build_messages, format_scores, format_verdict, \
+    prompt_token_ids
 from aletheia_ray.tasks.base import Task, TaskData, prompt_budget, select_items
+
+PROMPT_MODES = {"list_em": "list", "list_sc": "list_score", "pair_em": "pair", "pair_sc": "pair_score"}
 
 
 def verifier_prompt_ids(lst: VerifierList, tokenizer: Any, *, style: str, synthetic: bool = False,
@@ -27,14 +36,19 @@ def verifier_prompt_ids(lst: VerifierList, tokenizer: Any, *, style: str, synthe
 
 def verdict_completion(letter: str, style: str, reasoning: str = "") -> str:
     """A correctly formatted verdict (cold-start target): think closes </think> first."""
+    return answer_completion(format_verdict(letter), style, reasoning)
+
+
+def answer_completion(answer: str, style: str, reasoning: str = "") -> str:
+    """A formatted answer (``\\boxed{...}``) after the reasoning; think closes </think> first."""
     if style == "think":
-        return f"{reasoning.strip()}\n{THINK_CLOSE}\n\n{format_verdict(letter)}"
-    return f"{reasoning.strip()} {format_verdict(letter)}".strip()
+        return f"{reasoning.strip()}\n{THINK_CLOSE}\n\n{answer}"
+    return f"{reasoning.strip()} {answer}".strip()
 
 
 class VerifierListsTask(Task):
     name = "lists"
-    reward_fns = ("list_em",)  # letter prompts: ListSc needs score prompts (mode list_score)
+    reward_fns = ("list_em", "list_sc")  # the prompt follows the reward (PROMPT_MODES)
     cold_start_targets = ("correct", "random_letter")
 
     def read_items(self, cfg: Any) -> list[VerifierList]:
@@ -43,13 +57,14 @@ class VerifierListsTask(Task):
             raise FileNotFoundError(f"data.train_path: file {path} not found")
         return load_lists(path)
 
-    def prompt_ids(self, item: VerifierList, tokenizer: Any, style: str) -> list[int]:
-        return verifier_prompt_ids(item, tokenizer, style=style)
+    def prompt_ids(self, item: VerifierList, tokenizer: Any, style: str, mode: str = "list") -> list[int]:
+        return verifier_prompt_ids(item, tokenizer, style=style, mode=mode)
 
     def load(self, cfg: Any, tokenizer: Any) -> TaskData:
         d = cfg.data
         items = self.read_items(cfg)
-        ids = [self.prompt_ids(item, tokenizer, d.prompt_style) for item in items]
+        mode = PROMPT_MODES[self.reward_fn(cfg)]
+        ids = [self.prompt_ids(item, tokenizer, d.prompt_style, mode) for item in items]
         items, ids, report = select_items(items, ids, budget=prompt_budget(cfg), num_candidates=d.num_candidates,
                                           max_prompt_tokens=d.max_prompt_tokens, source=d.train_path or self.name)
         return TaskData(items, ids, [self.reward_item(item) for item in items], report)
@@ -60,9 +75,19 @@ class VerifierListsTask(Task):
     def answer_letter(self, item: Any) -> str:
         return item.chosen_answer
 
-    def cold_start_text(self, item: Any, targets: str, style: str, reasoning: str, rng: random.Random) -> str:
-        letter = (self.answer_letter(item) if targets == "correct"
-                  else rng.choice(LETTERS[:len(self.shown_candidates(item))]))
+    def answer_scores(self, item: VerifierList) -> list[int]:
+        """round(10 x pass rate), the chosen candidate alone at the top score."""
+        return [MAX_SCORE if k == item.chosen_position else min(round(r * MAX_SCORE), MAX_SCORE - 1)
+                for k, r in enumerate(item.pass_rates)]
+
+    def cold_start_text(self, item: Any, targets: str, style: str, reasoning: str, rng: random.Random,
+                        fn: Optional[str] = None) -> str:
+        shown = len(self.shown_candidates(item))
+        if PROMPT_MODES[fn or self.reward_fns[0]].endswith("_score"):
+            scores = (self.answer_scores(item) if targets == "correct"
+                      else [rng.randint(MIN_SCORE, MAX_SCORE) for _ in range(shown)])
+            return answer_completion(format_scores(scores), style, reasoning)
+        letter = self.answer_letter(item) if targets == "correct" else rng.choice(LETTERS[:shown])
         return verdict_completion(letter, style, reasoning)
 
     def shown_candidates(self, item: Any) -> list:
@@ -72,6 +97,7 @@ class VerifierListsTask(Task):
 class SyntheticListsTask(VerifierListsTask):
     """Toy lists the random-init model can learn (the correct candidate prints its own letter)."""
     name = "synthetic"
+    reward_fns = ("list_em",)  # its short user turn has no score instructions
     needs_train_path = False
     has_heldout = True
 
@@ -82,7 +108,7 @@ class SyntheticListsTask(VerifierListsTask):
                                         seed=s.seed + 1_000_000, repeats=s.repeats, idx_prefix="heldout")
         return make_synthetic_lists(s.num_lists, num_candidates=s.num_candidates, seed=s.seed, repeats=s.repeats)
 
-    def prompt_ids(self, item: VerifierList, tokenizer: Any, style: str) -> list[int]:
+    def prompt_ids(self, item: VerifierList, tokenizer: Any, style: str, mode: str = "list") -> list[int]:
         return verifier_prompt_ids(item, tokenizer, style=style, synthetic=True)
 
     def heldout(self, cfg: Any, tokenizer: Any) -> Optional[TaskData]:

@@ -1,5 +1,6 @@
 """Verifier task, pairwise (``data.kind: pairs``): two candidates of a list per prompt, ``\\boxed{A}``
-for the one with the higher pass rate (PairEM).
+for the one with the higher pass rate (PairEM) or, with ``reward.fn: pair_sc``, their two 0-10
+scores ``\\boxed{[10, 4]}`` (PairSc, targets round(10 x pass rate)).
 
 Which pairs: every ordered pair of each list, i.e. both (i, j) and (j, i). Each candidate pair is
 then shown in both orders, so the right answer is A and B equally often and a position bias earns
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aletheia_ray.data.records import VerifierList
+from aletheia_ray.prompts import MAX_SCORE
 from aletheia_ray.rewards import validate_pair_em_lists
 from aletheia_ray.tasks.verifier_lists import VerifierListsTask, verifier_prompt_ids
 
@@ -38,17 +40,18 @@ def ordered_pairs(lst: VerifierList) -> list[VerifierPair]:
 
 class VerifierPairsTask(VerifierListsTask):
     name = "pairs"
-    reward_fns = ("pair_em",)  # PairSc needs score prompts (mode pair_score)
+    reward_fns = ("pair_em", "pair_sc")  # the prompt follows the reward (PROMPT_MODES)
     cold_start_targets = ("correct", "random_letter")
     item_noun = "pairs"
 
     def read_items(self, cfg: Any) -> list[VerifierPair]:
         lists = super().read_items(cfg)
-        validate_pair_em_lists(lists)
+        if self.reward_fn(cfg) == "pair_em":  # PairSc scores equal pass rates fine; PairEM has no answer there
+            validate_pair_em_lists(lists)
         return [p for lst in lists for p in ordered_pairs(lst)]
 
-    def prompt_ids(self, item: VerifierPair, tokenizer: Any, style: str) -> list[int]:
-        return verifier_prompt_ids(item.lst, tokenizer, style=style, mode="pair", pair=item.pair)
+    def prompt_ids(self, item: VerifierPair, tokenizer: Any, style: str, mode: str = "pair") -> list[int]:
+        return verifier_prompt_ids(item.lst, tokenizer, style=style, mode=mode, pair=item.pair)
 
     def reward_item(self, item: VerifierPair) -> tuple[VerifierList, tuple[int, int]]:
         return item.lst, item.pair
@@ -56,6 +59,9 @@ class VerifierPairsTask(VerifierListsTask):
     def answer_letter(self, item: VerifierPair) -> str:
         i, j = item.pair
         return "A" if item.lst.pass_rates[i] > item.lst.pass_rates[j] else "B"
+
+    def answer_scores(self, item: VerifierPair) -> list[int]:
+        return [round(item.lst.pass_rates[k] * MAX_SCORE) for k in item.pair]  # PairSc's targets
 
     def shown_candidates(self, item: VerifierPair) -> list:
         return list(item.pair)
