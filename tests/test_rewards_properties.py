@@ -21,6 +21,7 @@ BOX_CONTENT = st.one_of(
     st.sampled_from(["A", "B", "C", "E", " B ", "\\text{A}", "AB", ""]),
     st.lists(st.integers(0, 10).map(str), min_size=2, max_size=3).map(lambda xs: "[" + ", ".join(xs) + "]"),
     st.lists(SCORE, min_size=1, max_size=4).map(lambda xs: "[" + ",".join(xs) + "]"),
+    st.lists(SCORE, min_size=2, max_size=2).map(lambda xs: "[" + ", ".join(xs) + "]"),  # pair scores, some out of range
 )
 TEXT = st.sampled_from(["", " ", "\n", "so ", ".", " because", "\\boxed{A}", "</think>", "<think>"])
 
@@ -81,6 +82,4 @@ def test_parseable_iff_no_format_penalty(fn, text, style, strict):
 ])
 def test_the_strategy_reaches_every_case(name, predicate):
     """Guard against a vacuous property: the generator yields each kind of completion."""
-    # derandomized: a fixed search, so the guard is deterministic (a random 2000-example search missed
-    # the rarest case about one run in six)
-    find(completions(), predicate, settings=settings(max_examples=2000, deadline=None, database=None, derandomize=True))
+    find(completions(), predicate, settings=settings(max_examples=2000, deadline=None, database=None))
