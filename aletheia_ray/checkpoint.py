@@ -8,7 +8,7 @@
         pending_rollout.json  async_tis only: the next step's batch, already generated
         COMPLETE              written last: a directory without it is ignored by ``latest_checkpoint``
 
-The controller (``aletheia_ray/trainer.py``) fills the directories; this module only names them
+The controller (``actors/controller.py``) fills the directories; this module only names them
 and (de)serialises the controller's own state, so it stays free of Ray.
 """
 from __future__ import annotations

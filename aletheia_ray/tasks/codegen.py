@@ -47,7 +47,7 @@ ANSWER_FORMAT = {
 class CodegenTask:
     idx: str  # the problem id (named like VerifierList.idx, so the shared data filters can name it)
     query: str
-    template: Submission  # tests + limits, empty code: what RewardPool(kind="pass_rate") fills in
+    template: Submission  # tests + limits, empty code: what the reward pool fills in (PassRateScorer)
     entry_point: Optional[str] = None  # call tests (HumanEval+); None: stdin/stdout tests
     solution: Optional[str] = None  # a reference solution (cold_start.targets: correct)
 
