@@ -1,11 +1,12 @@
-"""Every loss in one readable place: GRPO/DAPO (clip-higher), GSPO and NLL, plus the two things
+"""Every loss in one readable place: GRPO/DAPO (clip-higher), GSPO, NLL and DPO, plus the two things
 applied once, outside each loss's own term: the KL penalty to the reference (and TIS weights) and
 the aggregation over tokens (``regularized_loss``).
 
 A loss computes only its per-token policy term ``pg`` ([B, T]); aggregation divides token (or
 sequence) SUMS by the GLOBAL count passed in, so results of micro-batches and data-parallel ranks
 add up to the whole batch's value (with no global count: the local count, a plain mean). Every
-loss returns ``(loss, metrics)`` with metrics aggregated the same way.
+loss returns ``(loss, metrics)`` with metrics aggregated the same way. DPO works on sequence
+logprobs of (chosen, rejected) pairs instead, with precomputed reference logprobs and no KL term.
 """
 from __future__ import annotations
 
@@ -143,3 +144,27 @@ def nll_loss(logprobs: torch.Tensor, loss_mask: torch.Tensor, *,
     loss, metrics = regularized_loss(-logprobs, logprobs, loss_mask, aggregation="token_mean",
                                      count=global_num_tokens)
     return loss, {"nll": metrics["pg_loss"]}
+
+
+def dpo_sigmoid_loss(chosen_logps: torch.Tensor, rejected_logps: torch.Tensor, ref_chosen_logps: torch.Tensor,
+                     ref_rejected_logps: torch.Tensor, *, beta: float = 0.1,
+                     global_num_pairs: Optional[float] = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """DPO, sigmoid form (TRL ``DPOTrainer`` ``loss_type="sigmoid"``, no label smoothing): per pair,
+    -log sigmoid(beta * ((pi_c - ref_c) - (pi_r - ref_r))) over SEQUENCE logprobs (sums over each
+    completion's tokens, [P] each); summed over pairs / the (global) pair count. Metrics as TRL names
+    them: ``rewards/chosen`` = beta * (pi_c - ref_c), ``rewards/rejected``, ``rewards/margins``
+    (their difference) and ``rewards/accuracies`` (chosen reward > rejected), each a pair mean.
+    The reference logprobs are precomputed once (the paper's recipe), so they carry no gradient."""
+    if not chosen_logps.shape == rejected_logps.shape == ref_chosen_logps.shape == ref_rejected_logps.shape:
+        raise ValueError("dpo needs one sequence logprob per pair for chosen, rejected and both references")
+    n = float(chosen_logps.shape[0]) if global_num_pairs is None else float(global_num_pairs)
+    if n <= 0:
+        raise ValueError(f"dpo needs a positive pair count, got {n}")
+    chosen_rewards = beta * (chosen_logps - ref_chosen_logps.detach())
+    rejected_rewards = beta * (rejected_logps - ref_rejected_logps.detach())
+    loss = -torch.nn.functional.logsigmoid(chosen_rewards - rejected_rewards).sum() / n
+    chosen_rewards, rejected_rewards = chosen_rewards.detach(), rejected_rewards.detach()
+    return loss, {"rewards/chosen": float(chosen_rewards.sum()) / n,
+                  "rewards/rejected": float(rejected_rewards.sum()) / n,
+                  "rewards/margins": float((chosen_rewards - rejected_rewards).sum()) / n,
+                  "rewards/accuracies": float((chosen_rewards > rejected_rewards).float().sum()) / n}
