@@ -371,13 +371,14 @@ class TrainConfig(StrictModel):
         if self.use_reference:
             rows.append({"role": "reference", "count": 1, "cpus": ref.num_cpus, "gpus": ref.num_gpus,
                          "note": f"re-sync every {ref.sync_steps} steps" if ref.sync_steps else "never re-synced"})
-        if self.data.task.scorer(self).runs_code:
+        scorer = self.data.task.scorer(self)
+        if scorer.runs_code:
             s = rw.sandbox
             rows.append({"role": "sandbox actor", "count": s.num_actors, "cpus": s.num_cpus_per_actor, "gpus": 0.0,
                          "note": f"backend={s.backend}"})
         else:
             rows.append({"role": "reward actor", "count": rw.num_actors, "cpus": rw.num_cpus_per_actor, "gpus": 0.0,
-                         "note": f"reward.fn={self.data.task.scorer(self).fn}"})
+                         "note": f"reward.fn={scorer.fn}"})
         return rows
 
     @property

@@ -17,6 +17,7 @@ import random
 from dataclasses import dataclass
 from typing import Any, ClassVar, Optional, Sequence
 
+from aletheia_ray.metrics import random_baseline_list_acc
 from aletheia_ray.rewards import Overlong, PassRateScorer, VerdictScorer
 
 
@@ -58,7 +59,7 @@ class Task:
         return None
 
     def random_baseline(self, items: Sequence[Any]) -> float:
-        return sum(1.0 / len(item.candidates) for item in items) / len(items)
+        return random_baseline_list_acc(items)
 
 
 def overlong(cfg: Any) -> Optional[Overlong]:
