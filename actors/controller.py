@@ -20,7 +20,6 @@ the prompt sampler and RNG states, so steps k+1..N repeat an uninterrupted run e
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import random
@@ -46,26 +45,16 @@ from aletheia_ray import checkpoint as ckpt
 from aletheia_ray.algorithms.advantages import ADVANTAGE_ESTIMATORS
 from aletheia_ray.batch import generations_to_batch, sequences_to_batch
 from aletheia_ray.config import config_to_dict, dump_config
+from aletheia_ray.dynamic_sampling import ScoredRound, fill_batch, round_key
 from aletheia_ray.metrics import logprob_gap_metrics, mean_update_metrics, response_metrics
 from aletheia_ray.micro_batches import minibatch_rows
 from aletheia_ray.models import resolve_model_path
 from aletheia_ray.rollout_schedule import RolloutSchedule
 from aletheia_ray.sampler import PromptSampler
-from aletheia_ray.tracking import Tracker
+from aletheia_ray.tracking import StageTimer, Tracker
 from aletheia_ray.train_config import TrainConfig
 
 log = logging.getLogger("aletheia_ray.actors.controller")
-
-
-class _Timer:
-    def __init__(self):
-        self.times: dict[str, float] = {}
-
-    @contextlib.contextmanager
-    def __call__(self, name: str):
-        start = time.perf_counter()
-        yield
-        self.times[f"timing_s/{name}"] = self.times.get(f"timing_s/{name}", 0.0) + time.perf_counter() - start
 
 
 class Trainer:
@@ -116,7 +105,7 @@ class Trainer:
             shutil.rmtree(stale)
         if resume_dir is not None:
             self.state = ckpt.load_controller_state(resume_dir)
-            self.sampler.load_state_dict(self.state.sampler)
+            self.restore_sampler(self.state.sampler)
             ckpt.restore_rng_state(self.state.rng)
             # the engines restart from the learner's export; async_tis reuses the generated next batch
             self.schedule.restore(ckpt.load_pending_rollout(resume_dir), weights_version=self.state.updates)
@@ -150,7 +139,10 @@ class Trainer:
                     max_tokens_per_micro_batch=cfg.reference.max_tokens_per_micro_batch or l.max_tokens_per_micro_batch,
                     logprob_chunk_tokens=l.logprob_chunk_tokens)
             scorer = self.task.scorer(cfg)
-            self.sandbox = self._sandbox_pool() if scorer.runs_code else None
+            if scorer.runs_code:
+                from aletheia_ray.actors.sandbox import sandbox_pool  # the sandbox stack only when a task runs code
+
+                self.sandbox = sandbox_pool(cfg.reward.sandbox)
             self.rewards = RewardPool(scorer, num_actors=cfg.reward.num_actors,
                                       num_cpus_per_actor=cfg.reward.num_cpus_per_actor, sandbox_pool=self.sandbox)
             self.rollout, self.learner = rollout_f.result(), learner_f.result()
@@ -161,13 +153,8 @@ class Trainer:
                                    f"controller state at step {self.state.step}")
         self.weight_sync = WeightSync(cfg.sync.transport, cfg.sync.bucket_mb, cfg.sync.timeout_s, backend=l.backend)
 
-    def _sandbox_pool(self):
-        from aletheia_ray.actors.sandbox import SandboxPool
-
-        s = self.cfg.reward.sandbox
-        return SandboxPool(s.num_actors, s.num_cpus_per_actor, submission_timeout_s=s.submission_timeout_s,
-                           max_retries=s.max_retries, backend=s.backend, url=s.url, isolation=s.isolation,
-                           slot_offset=s.slot_offset, reserve_cpus=s.reserve_cpus)
+    def restore_sampler(self, state: dict[str, Any]) -> None:
+        self.sampler.load_state_dict(state)
 
     # ------------------------------------------------------------------ phases
 
@@ -178,6 +165,8 @@ class Trainer:
         rng = random.Random(self.cfg.seed)
         eos = self.tokenizer.eos_token_id
         rows = []
+        if cs.lr is not None:
+            self.learner.set_lr(cs.lr)
         for s in range(cs.steps):
             idx = sampler.next_batch()
             completions = []
@@ -191,6 +180,8 @@ class Trainer:
             if self.cfg.logging.progress:
                 print(f"cold start {s + 1}/{cs.steps} nll={metrics.get('actor/nll', float('nan')):.4f}",
                       file=sys.stderr, flush=True)
+        if cs.lr is not None:
+            self.learner.set_lr(self.cfg.learner.lr)
         with open(self.out / "cold_start.jsonl", "w") as f:
             f.writelines(json.dumps(r) + "\n" for r in rows)
         self.weight_sync.sync(self.learner, self.rollout)
@@ -253,7 +244,7 @@ class Trainer:
 
     def rl_step(self, step: int) -> dict[str, Any]:
         cfg = self.cfg
-        timer = _Timer()
+        timer = StageTimer()
         with timer("step"):
             rollout = self.schedule.batch_for(step)
             with timer("gen_wait"):
@@ -262,7 +253,13 @@ class Trainer:
             idx = rollout.prompt_indices
             with timer("reward"):
                 metrics = self.rewards.score(gens, [self.reward_items[i] for i in idx])
-            trained, filter_metrics = self._filter(gens)
+            kept, ds = gens, cfg.algorithm.dynamic_sampling
+            if ds.enabled:  # DAPO: train on groups whose rewards differ, more rounds if short (dynamic_sampling.py)
+                kept, gens, gen_seconds, metrics = fill_batch(
+                    ScoredRound(gens, metrics, gen_seconds), lambda k: self._extra_round(step, k, timer),
+                    target_groups=cfg.algorithm.prompts_per_step, max_extra_rounds=ds.max_extra_rounds,
+                    min_groups=self.sync_policy.updates_per_generation)
+            trained, filter_metrics = self._filter(kept)
             metrics.update(filter_metrics)
             actor, batch = {"actor/skipped_update": 1.0}, None
             if trained:
@@ -289,7 +286,15 @@ class Trainer:
                         "rollout/staleness": float(staleness), "train/updates": float(self.state.updates)})
         return metrics
 
-    def _train(self, step: int, gens, metrics: dict, timer: "_Timer"):
+    def _extra_round(self, step: int, k: int, timer: StageTimer) -> ScoredRound:
+        """Dynamic sampling's round k >= 1: the sampler's next prompts, generated with a seed of their own, scored."""
+        idx = self.sampler.next_batch()
+        with timer("gen_wait"):
+            gens, seconds = self._generate(round_key(step, k), idx)
+        with timer("reward"):
+            return ScoredRound(gens, self.rewards.score(gens, [self.reward_items[i] for i in idx]), seconds)
+
+    def _train(self, step: int, gens, metrics: dict, timer: StageTimer):
         """advantages -> reference logprobs (overlapping old logprobs) -> update(s) on these samples."""
         r = self.cfg.rollout
         with timer("adv"):
@@ -349,6 +354,11 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
 
+    def prepare(self) -> dict[str, Any]:
+        """Before the first step (after the cold start): nothing for RL; an offline algorithm builds
+        its data here (``PreferenceTrainer``). Returns summary entries."""
+        return {}
+
     def run(self) -> dict[str, Any]:
         cfg, t = self.cfg, self.cfg.trainer
         start = self.state.step
@@ -359,6 +369,7 @@ class Trainer:
         try:
             if cfg.cold_start.enabled and not self.state.cold_start_done:
                 extra.update({f"cold_start/{k}": v for k, v in self.cold_start().items() if isinstance(v, float)})
+            extra.update(self.prepare())
             last = t.total_steps if t.stop_after_steps is None else min(t.total_steps, start + t.stop_after_steps)
             for step in range(start + 1, last + 1):
                 tracker.log(step, self.rl_step(step))
@@ -388,10 +399,11 @@ class Trainer:
         self.reference_group.shutdown()
 
 
-def train(cfg: TrainConfig) -> dict[str, Any]:
-    """Run a whole training job (starting or attaching to Ray) and return the run summary."""
+def train(cfg: TrainConfig, trainer_cls: type = Trainer) -> dict[str, Any]:
+    """Run a whole training job (starting or attaching to Ray) and return the run summary
+    (``trainer_cls``: ``PreferenceTrainer`` for an offline algorithm, see ``launch/train.py``)."""
     with ray_session(cfg.ray.address, cfg.ray.num_cpus, cfg.ray.temp_dir):
-        trainer = Trainer(cfg)
+        trainer = trainer_cls(cfg)
         try:
             trainer.start()
             return trainer.run()

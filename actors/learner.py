@@ -74,11 +74,15 @@ def learner_bundles(num_ranks: int, num_cpus_per_rank: float, num_gpus_per_rank:
     return [dict(bundle) for _ in range(num_ranks)]
 
 
-def shard_rows(batch: TrainBatch, num_shards: int) -> list[TrainBatch]:
-    """Contiguous, near-equal row shards (sizes differ by at most one)."""
-    if len(batch) < num_shards:
-        raise ValueError(f"batch of {len(batch)} rows cannot be split over {num_shards} learner ranks")
-    return [batch.slice(start, end) for start, end in near_equal_bounds(len(batch), num_shards)]
+def shard_rows(batch: TrainBatch, num_shards: int, rows_per_unit: int = 1) -> list[TrainBatch]:
+    """Contiguous, near-equal row shards (sizes differ by at most one unit of ``rows_per_unit``
+    consecutive rows, which stay together: DPO's chosen/rejected pairs)."""
+    unit = rows_per_unit
+    if len(batch) % unit:
+        raise ValueError(f"batch of {len(batch)} rows is not whole units of {unit} rows")
+    if len(batch) // unit < num_shards:
+        raise ValueError(f"batch of {len(batch) // unit} units cannot be split over {num_shards} learner ranks")
+    return [batch.slice(start * unit, end * unit) for start, end in near_equal_bounds(len(batch) // unit, num_shards)]
 
 
 class LearnerRank(WeightSenderMixin):
@@ -149,17 +153,19 @@ class LearnerRank(WeightSenderMixin):
 
     def train_step(self, shard: TrainBatch, loss_fn: Union[str, Callable], loss_kwargs: dict, *, global_num_tokens: float,
                    global_num_sequences: float, num_micro_batches: int, temperature: float = 1.0,
-                   head_calls: Optional[list[int]] = None, weight: float = 1.0) -> dict:
+                   head_calls: Optional[list[int]] = None, weight: float = 1.0, rows_per_unit: int = 1) -> dict:
         """Accumulate gradients over ``num_micro_batches`` (the same on every rank: each backward is a
         collective under ZeRO; a rank with fewer micro-batches repeats its last one with weight 0),
         then take one optimizer step. ``head_calls`` (ZeRO-3): output-head calls per micro-batch.
         ``loss_fn``: an algorithm's loss (``aletheia_ray.algorithms.registry``). ``weight=0``: a rank
         with no rows of its own (a filtered batch smaller than the group) joins every collective.
+        ``rows_per_unit``: rows a micro-batch never splits (the algorithm's; DPO: 2, a pair).
         Returns additive metric sums and grad_norm / lr."""
         engine, mem = self.engine, self.memory
         if isinstance(loss_fn, str):  # a registered algorithm's name
             loss_fn = get_algorithm(loss_fn).loss
-        micro = [mb for _, mb in micro_batches(shard, self.micro_batch_size, mem.max_tokens_per_micro_batch)]
+        micro = [mb for _, mb in micro_batches(shard, self.micro_batch_size, mem.max_tokens_per_micro_batch,
+                                               rows_per_unit)]
         weights = [weight] * len(micro) + [0.0] * (num_micro_batches - len(micro))
         micro += [micro[-1]] * (num_micro_batches - len(micro))
         sums: dict[str, float] = {}
@@ -182,6 +188,14 @@ class LearnerRank(WeightSenderMixin):
         self._gather_full_weights()
         return {_ADDITIVE: sums, "grad_norm": float(grad_norm) if grad_norm is not None else float("nan"),
                 "lr": float(engine.get_lr()[0])}
+
+    def set_lr(self, lr: float) -> float:
+        """A new peak learning rate from the next optimizer step on (the warm-up schedule goes on)."""
+        scheduler = self.engine.lr_scheduler
+        scheduler.base_lrs = [lr] * len(scheduler.base_lrs)
+        for group, multiplier in zip(scheduler.optimizer.param_groups, scheduler.lr_lambdas):
+            group["lr"] = lr * multiplier(scheduler.last_epoch)
+        return float(self.engine.get_lr()[0])
 
     def save_checkpoint(self, directory: str, client_state: dict) -> None:
         self.engine.save_checkpoint(directory, client_state=dict(client_state))
@@ -280,18 +294,18 @@ class LearnerGroup:
     def _gather(self, refs: list, what: str) -> list:
         return gather_ranks(refs, what, self.call_timeout_s)
 
-    def _num_micro_batches(self, shards: list[TrainBatch]) -> int:
+    def _num_micro_batches(self, shards: list[TrainBatch], rows_per_unit: int = 1) -> int:
         """The most micro-batches any rank's shard needs (every rank runs that many)."""
         return max(len(plan_micro_batches(s.row_lengths(), self.micro_batch_size,
-                                          self.memory.max_tokens_per_micro_batch)) for s in shards)
+                                          self.memory.max_tokens_per_micro_batch, rows_per_unit)) for s in shards)
 
-    def _head_calls(self, shards: list[TrainBatch], scored: Scored) -> Optional[list[int]]:
+    def _head_calls(self, shards: list[TrainBatch], scored: Scored, rows_per_unit: int = 1) -> Optional[list[int]]:
         """ZeRO-3 only: the output-head calls of each micro-batch, equal on every rank."""
         if self.memory.zero_stage != 3:
             return None
         return head_calls_per_micro_batch(shards, micro_batch_size=self.micro_batch_size,
                                           max_tokens=self.memory.max_tokens_per_micro_batch, scored=scored,
-                                          chunk_tokens=self.memory.logprob_chunk_tokens)
+                                          chunk_tokens=self.memory.logprob_chunk_tokens, rows_per_unit=rows_per_unit)
 
     def compute_logprobs(self, batch: TrainBatch, temperature: float = 1.0, scored: Scored = "all") -> torch.Tensor:
         """[B, T-1] logprobs at the scored positions ("all" real tokens | the "response" tokens of
@@ -310,20 +324,21 @@ class LearnerGroup:
         few) leaves the other ranks idle with weight 0."""
         loss_kwargs = dict(loss_kwargs or {})
         name = loss if isinstance(loss, str) else loss.name
-        loss_fn = check_loss_kwargs(name, loss_kwargs).loss  # fail here, not inside a collective on one rank
+        algorithm = check_loss_kwargs(name, loss_kwargs)  # fail here, not inside a collective on one rank
+        loss_fn, unit = algorithm.loss, algorithm.rows_per_unit
         num_tokens = float(batch.loss_mask.sum())
         if num_tokens <= 0:
             raise ValueError("train_step got a batch without response tokens (loss_mask is all zero)")
         num_sequences = float((batch.loss_mask.sum(-1) > 0).sum())
-        shards = shard_rows(batch, min(self.num_ranks, len(batch)))
+        shards = shard_rows(batch, min(self.num_ranks, len(batch) // unit), unit)
         weights = [1.0] * len(shards) + [0.0] * (self.num_ranks - len(shards))
-        shards += [batch.slice(0, 1)] * (self.num_ranks - len(shards))  # idle ranks: a stand-in row, weight 0
-        head_calls = self._head_calls(shards, "response")
-        num_micro = len(head_calls) if head_calls else self._num_micro_batches(shards)
+        shards += [batch.slice(0, unit)] * (self.num_ranks - len(shards))  # idle ranks: a stand-in unit, weight 0
+        head_calls = self._head_calls(shards, "response", unit)
+        num_micro = len(head_calls) if head_calls else self._num_micro_batches(shards, unit)
         results = self._gather([
             rank.train_step.remote(s, loss_fn, loss_kwargs, global_num_tokens=num_tokens,
                                    global_num_sequences=num_sequences, num_micro_batches=num_micro,
-                                   temperature=temperature, head_calls=head_calls, weight=w)
+                                   temperature=temperature, head_calls=head_calls, weight=w, rows_per_unit=unit)
             for rank, s, w in zip(self.ranks, shards, weights)
         ], "train_step")
         metrics: dict[str, float] = {}
@@ -333,6 +348,10 @@ class LearnerGroup:
         metrics.update({"actor/grad_norm": results[0]["grad_norm"], "actor/lr": results[0]["lr"],
                         "actor/num_tokens": num_tokens})
         return metrics
+
+    def set_lr(self, lr: float) -> float:
+        """Every rank's peak learning rate (e.g. the cold start's own ``cold_start.lr``); returns the current lr."""
+        return self._gather([rank.set_lr.remote(lr) for rank in self.ranks], "set_lr")[0]
 
     def save_checkpoint(self, directory: str, client_state: dict[str, Any]) -> None:
         self._gather([rank.save_checkpoint.remote(directory, client_state) for rank in self.ranks], "save_checkpoint")

@@ -290,3 +290,10 @@ def testbed_runner(cfg):
 
     return pool_runner(cfg, lambda slot: SandboxPool(1, isolation=cfg.isolation, allow_unisolated=cfg.allow_unisolated,
                                                      slot_offset=slot))
+
+
+def sandbox_pool(s: Any) -> SandboxPool:
+    """The pool a training config's ``reward.sandbox`` section describes."""
+    return SandboxPool(s.num_actors, s.num_cpus_per_actor, submission_timeout_s=s.submission_timeout_s,
+                       max_retries=s.max_retries, backend=s.backend, url=s.url, isolation=s.isolation,
+                       slot_offset=s.slot_offset, reserve_cpus=s.reserve_cpus)

@@ -40,6 +40,7 @@ class TrainBatch:
     old_logprobs: Optional[torch.Tensor] = None  # [B, T-1] from the learner before the update
     ref_logprobs: Optional[torch.Tensor] = None  # [B, T-1] from the reference actor
     rollout_logprobs: Optional[torch.Tensor] = None  # [B, T-1] from the rollout engine (TIS)
+    ref_sequence_logprobs: Optional[torch.Tensor] = None  # [B] precomputed reference sums over the response (DPO)
 
     def __len__(self) -> int:
         return self.input_ids.shape[0]

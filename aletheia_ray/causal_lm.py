@@ -43,7 +43,7 @@ def scored_mask(batch: TrainBatch, scored: Scored) -> torch.Tensor:
 
 
 def head_calls_per_micro_batch(shards: list[TrainBatch], *, micro_batch_size: int, max_tokens: Optional[int],
-                               scored: Scored, chunk_tokens: int) -> list[int]:
+                               scored: Scored, chunk_tokens: int, rows_per_unit: int = 1) -> list[int]:
     """ZeRO-3 plan: every forward and every output-head call gathers parameters, a collective all
     ranks must make equally often. Every rank runs as many micro-batches as the longest plan (a
     shard with fewer repeats its last, weight 0); at micro-batch ``i`` each makes the most head
@@ -51,7 +51,7 @@ def head_calls_per_micro_batch(shards: list[TrainBatch], *, micro_batch_size: in
     per_shard = []
     for shard in shards:
         per_shard.append([-(-int(scored_mask(mb, scored).sum()) // chunk_tokens)
-                          for _, mb in micro_batches(shard, micro_batch_size, max_tokens)])
+                          for _, mb in micro_batches(shard, micro_batch_size, max_tokens, rows_per_unit)])
     longest = max(len(calls) for calls in per_shard)
     return [max(calls[min(i, len(calls) - 1)] for calls in per_shard) for i in range(longest)]
 

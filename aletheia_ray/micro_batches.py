@@ -36,29 +36,39 @@ def near_equal_bounds(num_items: int, num_parts: int) -> list[tuple[int, int]]:
     return bounds
 
 
-def plan_micro_batches(lengths: list[int], max_rows: int, max_tokens: Optional[int] = None) -> list[list[int]]:
-    """Row indices of each micro-batch; every row in exactly one."""
+def plan_micro_batches(lengths: list[int], max_rows: int, max_tokens: Optional[int] = None,
+                       rows_per_unit: int = 1) -> list[list[int]]:
+    """Row indices of each micro-batch; every row in exactly one. ``rows_per_unit`` > 1 keeps units
+    of that many consecutive rows together and in order (DPO: a chosen row and its rejected row):
+    the row cap is rounded down to whole units (at least one), a unit costs its longest row."""
     if max_rows < 1:
         raise ValueError(f"micro-batch row cap must be >= 1, got {max_rows}")
-    if max_tokens is None:
-        return [list(range(s, min(s + max_rows, len(lengths)))) for s in range(0, len(lengths), max_rows)]
-    if max_tokens < 1:
+    if max_tokens is not None and max_tokens < 1:
         raise ValueError(f"max_tokens_per_micro_batch must be >= 1, got {max_tokens}")
-    order = sorted(range(len(lengths)), key=lambda r: (-lengths[r], r))
-    plan: list[list[int]] = []
-    for row in order:  # longest first: a micro-batch's first row is its longest
-        current = plan[-1] if plan else None
-        if current and len(current) < max_rows and (len(current) + 1) * lengths[current[0]] <= max_tokens:
-            current.append(row)
-        else:
-            plan.append([row])
-    return plan
+    unit = rows_per_unit
+    if unit < 1 or len(lengths) % unit:
+        raise ValueError(f"{len(lengths)} rows cannot be split into units of {unit} rows")
+    unit_lengths = [max(lengths[u * unit:(u + 1) * unit]) for u in range(len(lengths) // unit)]
+    max_units = max(1, max_rows // unit)
+    if max_tokens is None:
+        units = [list(range(s, min(s + max_units, len(unit_lengths)))) for s in range(0, len(unit_lengths), max_units)]
+    else:
+        order = sorted(range(len(unit_lengths)), key=lambda u: (-unit_lengths[u], u))
+        units = []
+        for u in order:  # longest first: a micro-batch's first unit is its longest
+            current = units[-1] if units else None
+            if (current and len(current) < max_units
+                    and (len(current) + 1) * unit * unit_lengths[current[0]] <= max_tokens):
+                current.append(u)
+            else:
+                units.append([u])
+    return [[u * unit + k for u in group for k in range(unit)] for group in units]
 
 
-def micro_batches(batch: TrainBatch, max_rows: int, max_tokens: Optional[int] = None
+def micro_batches(batch: TrainBatch, max_rows: int, max_tokens: Optional[int] = None, rows_per_unit: int = 1
                   ) -> Iterator[tuple[list[int], TrainBatch]]:
     """``(rows, micro_batch)`` pairs; a token-budget micro-batch is trimmed to its longest row."""
-    for rows in plan_micro_batches(batch.row_lengths(), max_rows, max_tokens):
+    for rows in plan_micro_batches(batch.row_lengths(), max_rows, max_tokens, rows_per_unit):
         if max_tokens is None:
             yield rows, batch.slice(rows[0], rows[-1] + 1)
         else:

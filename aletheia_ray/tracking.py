@@ -6,6 +6,7 @@ file always reads as one uninterrupted run.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -154,3 +155,16 @@ def _plain(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+class StageTimer:
+    """Seconds per stage of a step, as ``timing_s/<stage>`` (a stage entered twice adds up)."""
+
+    def __init__(self):
+        self.times: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str):
+        start = time.perf_counter()
+        yield
+        self.times[f"timing_s/{name}"] = self.times.get(f"timing_s/{name}", 0.0) + time.perf_counter() - start

@@ -193,6 +193,14 @@ class RewardConfig(StrictModel):
         return name
 
 
+class DynamicSamplingConfig(StrictModel):
+    """DAPO dynamic sampling (``aletheia_ray/dynamic_sampling.py``): drop prompt groups whose rewards
+    all agree and generate more rounds of prompts until ``prompts_per_step`` groups are left."""
+
+    enabled: bool = False
+    max_extra_rounds: int = Field(3, ge=0)  # generation rounds after the step's own; then train on what was kept
+
+
 class AlgorithmConfig(StrictModel):
     """``loss`` names the algorithm (``aletheia_ray.algorithms.registry.ALGORITHMS``); its settings
     (e.g. ``eps_low``, ``eps_high``, ``beta`` for grpo) are further keys of this section, checked
@@ -207,6 +215,7 @@ class AlgorithmConfig(StrictModel):
     sync_mode: Literal[SYNC_MODES] = "on_policy"  # see sync/modes.py
     updates_per_generation: int = Field(1, gt=0)  # batch_online: optimizer updates per generated batch (BO-GRPO: 4)
     tis_cap: Optional[float] = None  # TIS weight cap C (sync/modes.py checks it); None: off, except 2.0 (the paper's) in async_tis
+    dynamic_sampling: DynamicSamplingConfig = DynamicSamplingConfig()
 
     @field_validator("loss")
     @classmethod
@@ -225,6 +234,25 @@ class AlgorithmConfig(StrictModel):
             self.__pydantic_extra__.update(self.entry.check_settings(given))
         except SettingError as e:
             raise key_error(e.key, given.get(e.key), str(e)) from None
+        return self
+
+    @model_validator(mode="after")
+    def _dynamic_sampling_fits(self):
+        if not self.dynamic_sampling.enabled:
+            return self
+        key = "dynamic_sampling.enabled"
+        if self.entry.advantage is None:
+            raise key_error(key, True, f"dynamic sampling keeps prompt groups whose rewards differ (a non-zero "
+                                       f"advantage); algorithm.loss={self.loss!r} has no advantages (its loss or "
+                                       f"sample filter uses the rewards as they are)")
+        if self.sync_mode == "async_tis":
+            raise key_error(key, True, "dynamic sampling cannot run with algorithm.sync_mode=async_tis: its extra "
+                                       "generation rounds would come from newer weights than the batch generated "
+                                       "ahead, and would block the step async_tis overlaps (use on_policy or "
+                                       "batch_online)")
+        if self.samples_per_prompt < 2:
+            raise key_error(key, True, f"dynamic sampling needs algorithm.samples_per_prompt >= 2 (a group of "
+                                       f"{self.samples_per_prompt} sample never has differing rewards)")
         return self
 
     @property
@@ -255,6 +283,7 @@ class ColdStartConfig(StrictModel):
     # task's interface that solves nothing (format only: a ```python block), in a ```python block.
     targets: str = "correct"  # one of the task's cold_start_targets (checked against data.kind)
     reasoning: str = "I compared the candidates."  # think style: text before </think>
+    lr: Optional[float] = Field(None, gt=0)  # its own peak learning rate; None: learner.lr
 
 
 class EvaluationConfig(StrictModel):
@@ -264,6 +293,27 @@ class EvaluationConfig(StrictModel):
     num_lists: int = Field(64, gt=0)
     temperature: float = Field(0.6, gt=0)
     top_p: float = Field(0.95, gt=0, le=1)
+
+
+class PreferenceConfig(StrictModel):
+    """Offline algorithms (``algorithm.loss`` dpo | sft_chosen): the Aletheia-DPO data generated once on
+    the rollout pool from the policy training starts from, scored with ListEM, paired
+    (``aletheia_ray.preference``), scored by the reference actor, then trained on for
+    ``trainer.total_steps`` optimizer steps of ``pairs_per_step`` pairs (epochs reshuffled)."""
+
+    samples_per_list: int = Field(100, gt=0)  # paper: 100 at T = 1.0
+    temperature: float = Field(1.0, gt=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    pairs_per_list: int = Field(4, gt=0)
+    pairs_per_step: int = Field(32, gt=0)  # pairs per optimizer step (sft_chosen: responses per step)
+    # an existing PAIR file (aletheia-testbed dpo, or <output_dir>/preference/pairs.jsonl of an earlier run):
+    # generation is skipped; reference logprobs are computed if it has none
+    pairs_path: Optional[str] = None
+
+    @field_validator("pairs_path")
+    @classmethod
+    def _existing_pairs(cls, value: Optional[str]) -> Optional[str]:
+        return None if value is None else resolve_input_path(value, "preference.pairs_path")
 
 
 class TrainerConfig(StrictModel):
@@ -299,6 +349,7 @@ class TrainConfig(StrictModel):
     algorithm: AlgorithmConfig = AlgorithmConfig()
     sync: SyncConfig = SyncConfig()
     cold_start: ColdStartConfig = ColdStartConfig()
+    preference: PreferenceConfig = PreferenceConfig()
     trainer: TrainerConfig = TrainerConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     logging: LoggingConfig = LoggingConfig()
@@ -342,6 +393,8 @@ class TrainConfig(StrictModel):
             raise ValueError(f"rollout.max_new_tokens ({self.rollout.max_new_tokens}) must be below "
                              f"model.max_model_len ({self.model.max_model_len})")
         a = self.algorithm
+        if a.entry.offline_data is not None:
+            self._check_offline()
         policy = make_sync_policy(a.sync_mode, a.updates_per_generation, a.tis_cap)  # errors name the key
         if a.prompts_per_step < policy.updates_per_generation:
             raise ValueError(f"algorithm.updates_per_generation ({a.updates_per_generation}) mini-batches of whole "
@@ -354,6 +407,17 @@ class TrainConfig(StrictModel):
             raise ValueError(f"evaluation.enabled: data.kind {self.data.kind!r} has no held-out set for the end-of-run "
                              "evaluation (use aletheia-eval run on the final checkpoint)")
         return self
+
+    def _check_offline(self) -> None:
+        """An offline algorithm pairs ListEM-scored verdicts on lists, and makes no RL steps."""
+        a, fn = self.algorithm, self.data.task.reward_fn(self)
+        if fn != "list_em" or self.data.kind not in ("lists", "synthetic"):
+            raise ValueError(f"algorithm.loss={a.loss!r} trains on ListEM-scored verdicts on verifier lists "
+                             f"(data.kind lists or synthetic, reward.fn list_em); got data.kind={self.data.kind!r}, "
+                             f"reward.fn={fn!r}")
+        if a.sync_mode != "on_policy":
+            raise ValueError(f"algorithm.sync_mode={a.sync_mode!r}: algorithm.loss={a.loss!r} is offline (its data is "
+                             "generated once), it has no sync mode; leave algorithm.sync_mode=on_policy")
 
     @property
     def sync_policy(self) -> SyncPolicy:
@@ -368,7 +432,10 @@ class TrainConfig(StrictModel):
                  "gpus": r.num_gpus_per_engine, "note": f"tensor_parallel_size={r.tensor_parallel_size}"},
                 {"role": "learner rank (DeepSpeed)", "count": l.num_ranks, "cpus": l.num_cpus_per_rank,
                  "gpus": l.num_gpus_per_rank, "note": f"ZeRO-{l.zero_stage}, {l.backend}"}]
-        if self.use_reference:
+        if self.use_reference and self.algorithm.entry.offline_data == "preference_pairs":
+            rows.append({"role": "reference", "count": 1, "cpus": ref.num_cpus, "gpus": ref.num_gpus,
+                         "note": "scores the pairs once, then stops"})
+        elif self.use_reference:
             rows.append({"role": "reference", "count": 1, "cpus": ref.num_cpus, "gpus": ref.num_gpus,
                          "note": f"re-sync every {ref.sync_steps} steps" if ref.sync_steps else "never re-synced"})
         scorer = self.data.task.scorer(self)
@@ -383,6 +450,8 @@ class TrainConfig(StrictModel):
 
     @property
     def use_reference(self) -> bool:
+        if self.algorithm.entry.offline_data == "preference_pairs":
+            return True  # DPO's precomputed reference logprobs (reference.enabled does not apply)
         return self.reference.enabled and self.algorithm.entry.uses_reference(self.algorithm.settings)
 
     @property

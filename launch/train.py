@@ -59,9 +59,10 @@ def main(argv=None) -> int:
     if args.dry_run:
         print_plan(cfg)
         return 0
-    from aletheia_ray.actors.controller import train  # imports Ray/torch: only after the config is valid
+    from aletheia_ray.actors.controller import Trainer, train  # imports Ray/torch: only after the config is valid
+    from aletheia_ray.actors.preference_trainer import PreferenceTrainer
 
-    train(cfg)
+    train(cfg, PreferenceTrainer if cfg.algorithm.entry.offline_data else Trainer)
     return 0
 
 

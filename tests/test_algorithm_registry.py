@@ -57,8 +57,9 @@ def _batch():
 
 
 def test_entries_say_what_each_algorithm_needs():
-    assert sorted(ALGORITHMS) == ["grpo", "gspo", "raft", "sft"]
+    assert sorted(ALGORITHMS) == ["dpo", "grpo", "gspo", "raft", "sft", "sft_chosen"]
     grpo, gspo, sft, raft = (ALGORITHMS[k] for k in ("grpo", "gspo", "sft", "raft"))
+    dpo, sft_chosen = ALGORITHMS["dpo"], ALGORITHMS["sft_chosen"]
     assert grpo.defaults() == {"eps_low": 0.2, "eps_high": 0.28, "beta": 1e-3} and grpo.takes_tis
     assert gspo.defaults() == {"eps_low": 3e-4, "eps_high": 4e-4, "beta": 0.0} and not gspo.takes_tis
     assert (grpo.advantage, grpo.reference_setting, grpo.needs_old_logprobs) == ("grpo", "beta", True)
@@ -66,6 +67,10 @@ def test_entries_say_what_each_algorithm_needs():
     assert sft.settings == {} and sft.advantage is None and not sft.needs_old_logprobs
     assert raft.loss is sft.loss and raft.sample_filter is keep_positives
     assert raft.defaults() == {"max_positives_per_group": 5} and not raft.uses_reference(raft.defaults())
+    assert (dpo.offline_data, dpo.rows_per_unit, dpo.defaults()) == ("preference_pairs", 2, {"beta": 0.1})
+    assert not dpo.needs_old_logprobs and dpo.advantage is None and not dpo.uses_reference(dpo.defaults())
+    assert (sft_chosen.offline_data, sft_chosen.rows_per_unit, sft_chosen.loss) == ("chosen_samples", 1, sft.loss)
+    assert all(ALGORITHMS[k].offline_data is None and ALGORITHMS[k].rows_per_unit == 1 for k in ("grpo", "gspo", "raft"))
 
 
 def test_a_toy_loss_registered_alone_is_configurable_and_trains(bare_config, toy_algorithm):
@@ -86,7 +91,7 @@ def test_a_toy_loss_registered_alone_is_configurable_and_trains(bare_config, toy
 def test_unknown_algorithm_and_foreign_settings_are_config_errors_naming_the_choices(bare_config):
     with pytest.raises(ConfigError) as err:
         load_config(DEBUG, ["algorithm.loss=grop"], schema=TrainConfig)
-    assert "key 'algorithm.loss'" in str(err.value) and "known algorithms: ['grpo', 'gspo', 'raft', 'sft']" in str(err.value)
+    assert "key 'algorithm.loss'" in str(err.value) and "known algorithms: ['dpo', 'grpo', 'gspo', 'raft', 'sft', 'sft_chosen']" in str(err.value)
     with pytest.raises(ConfigError) as err:
         load_config(bare_config, ["algorithm.loss=sft", "algorithm.eps_high=0.3"], schema=TrainConfig)
     assert "key 'algorithm.eps_high' (from override 'algorithm.eps_high=0.3')" in str(err.value)
@@ -123,7 +128,7 @@ def test_cli_refuses_an_unknown_algorithm_before_any_actor_starts(tmp_path):
                           capture_output=True, text=True, timeout=60, cwd=REPO_ROOT)
     elapsed = time.perf_counter() - start
     assert proc.returncode != 0 and elapsed < 15
-    assert "unknown algorithm 'grop'; known algorithms: ['grpo', 'gspo', 'raft', 'sft']" in proc.stderr
+    assert "unknown algorithm 'grop'; known algorithms: ['dpo', 'grpo', 'gspo', 'raft', 'sft', 'sft_chosen']" in proc.stderr
     assert "Ray" not in proc.stderr and not (tmp_path / "run").exists()  # nothing started, nothing written
 
 

@@ -19,8 +19,9 @@ def load(name: str, *overrides: str) -> TrainConfig:
 
 
 def test_the_rows_that_train_today_are_all_there():
-    assert ROWS == ["bo_grpo.yaml", "grpo_instruct.yaml", "grpo_think_16k.yaml", "grpo_think_4k.yaml",
-                    "grpo_think_8k.yaml", "list_sc.yaml", "pair_em.yaml", "pair_sc.yaml", "raft.yaml"]
+    assert ROWS == ["bo_grpo.yaml", "dpo_sft_baseline.yaml", "dpo_think.yaml", "grpo_instruct.yaml",
+                    "grpo_think_16k.yaml", "grpo_think_4k.yaml", "grpo_think_8k.yaml", "list_sc.yaml", "pair_em.yaml",
+                    "pair_sc.yaml", "raft.yaml"]
 
 
 @pytest.mark.parametrize("name", ROWS)
@@ -65,6 +66,18 @@ def test_raft_and_pair_em_rows():
                            ("list_sc.yaml", "lists", "list_sc")):
         cfg = load(name)
         assert cfg.data.kind == kind and cfg.data.task.scorer(cfg).fn == fn and cfg.algorithm.loss == "grpo"
+
+
+def test_dpo_think_and_its_sft_baseline_rows():
+    dpo = load("dpo_think.yaml")
+    a, p = dpo.algorithm, dpo.preference
+    assert (a.loss, a.settings, a.tis_cap, dpo.learner.lr) == ("dpo", {"beta": 0.1}, None, 5e-7)
+    assert (p.samples_per_list, p.temperature, p.pairs_per_list) == (100, 1.0, 4) and dpo.use_reference
+    assert dpo.data.kind == "lists" and dpo.data.task.scorer(dpo).fn == "list_em"
+    assert dpo.total_updates == load("grpo_think_16k.yaml").total_updates == 781
+    sft = load("dpo_sft_baseline.yaml")
+    assert (sft.algorithm.loss, sft.algorithm.settings, sft.learner.lr) == ("sft_chosen", {}, 2e-6)
+    assert sft.preference == dpo.preference and not sft.use_reference
 
 
 def test_docs_table_lists_every_row():

@@ -5,6 +5,9 @@ with their defaults and types: each is the config key ``algorithm.<name>``), its
 estimator, whether it needs the reference actor (``reference_setting``: a KL coefficient, the
 reference runs iff it is > 0) and old-policy logprobs, and an optional sample filter applied to a
 generated batch before it becomes a training batch (RAFT: at most 5 positives per prompt group).
+An offline algorithm (``offline_data`` set: DPO-Think and its SFT baseline) trains on a dataset
+generated once by the policy it starts from (``actors/preference_trainer.py``) instead of RL steps;
+``rows_per_unit`` rows stay together in every shard and micro-batch (DPO: chosen, rejected).
 
     @register_algorithm("my_loss", advantage="grpo", reference_setting="beta")
     def my_loss(logprobs, batch, *, global_num_tokens, global_num_sequences, beta: NonNegative = 0.0):
@@ -24,7 +27,8 @@ import torch
 from pydantic import Field, TypeAdapter, ValidationError
 
 from aletheia_ray.algorithms.advantages import ADVANTAGE_ESTIMATORS
-from aletheia_ray.algorithms.losses import grpo_policy_loss, gspo_policy_loss, nll_loss, tis_weights
+from aletheia_ray.algorithms.losses import (dpo_sigmoid_loss, grpo_policy_loss, gspo_policy_loss, masked_sum_rows,
+                                            nll_loss, tis_weights)
 from aletheia_ray.batch import TrainBatch
 
 NonNegative = Annotated[float, Field(ge=0)]
@@ -50,6 +54,8 @@ class Algorithm:
     needs_old_logprobs: bool  # a ratio to the policy that generated (False: NLL-type losses)
     sample_filter: Optional[Callable] = None  # (rewards, group_ids, **its settings) -> (kept rows, metrics)
     settings: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # name -> (type, default)
+    offline_data: Optional[str] = None  # one of OFFLINE_DATA: trained on data generated once, not RL steps
+    rows_per_unit: int = 1  # consecutive rows no shard or micro-batch splits (DPO: 2, chosen then rejected)
 
     @property
     def takes_tis(self) -> bool:
@@ -87,6 +93,9 @@ class Algorithm:
 
 
 ALGORITHMS: dict[str, Algorithm] = {}
+# what an offline algorithm trains on, built from N samples per list scored with ListEM (preference.py)
+OFFLINE_DATA = {"preference_pairs": "(chosen, rejected) rows of each pair, with precomputed reference logprobs",
+                "chosen_samples": "the chosen (correct) responses of the same pairs, once each"}
 
 
 def _keyword_settings(fn: Optional[Callable], skip: Sequence[str]) -> dict[str, tuple[Any, Any]]:
@@ -98,10 +107,13 @@ def _keyword_settings(fn: Optional[Callable], skip: Sequence[str]) -> dict[str, 
 
 
 def register_algorithm(name: str, *, advantage: Optional[str] = "grpo", reference_setting: Optional[str] = None,
-                       needs_old_logprobs: bool = True, sample_filter: Optional[Callable] = None):
+                       needs_old_logprobs: bool = True, sample_filter: Optional[Callable] = None,
+                       offline_data: Optional[str] = None, rows_per_unit: int = 1):
     """Decorator registering ``fn`` as the loss of algorithm ``name`` (see the module docstring)."""
     if advantage is not None and advantage not in ADVANTAGE_ESTIMATORS:
         raise KeyError(f"unknown advantage estimator {advantage!r}; known: {sorted(ADVANTAGE_ESTIMATORS)}")
+    if offline_data is not None and offline_data not in OFFLINE_DATA:
+        raise KeyError(f"unknown offline data {offline_data!r}; known: {sorted(OFFLINE_DATA)}")
 
     def register(fn: Callable) -> Callable:
         settings = {**_keyword_settings(fn, (*COUNT_ARGS, *SYNC_ARGS)), **_keyword_settings(sample_filter, ())}
@@ -109,7 +121,7 @@ def register_algorithm(name: str, *, advantage: Optional[str] = "grpo", referenc
             raise ValueError(f"algorithm {name!r}: reference_setting {reference_setting!r} is not one of its "
                              f"settings {sorted(settings)}")
         ALGORITHMS[name] = Algorithm(name, fn, advantage, reference_setting, needs_old_logprobs, sample_filter,
-                                     settings)
+                                     settings, offline_data, rows_per_unit)
         return fn
 
     return register
@@ -192,3 +204,19 @@ def keep_positives(rewards: Sequence[float], group_ids: Sequence[int], *,
 
 # RAFT: the SFT loss (NLL) on the kept positive samples; no KL, no reference, lr 2e-6 in the paper
 register_algorithm("raft", advantage=None, needs_old_logprobs=False, sample_filter=keep_positives)(sft)
+
+
+@register_algorithm("dpo", advantage=None, needs_old_logprobs=False, offline_data="preference_pairs",
+                    rows_per_unit=2)
+def dpo(logprobs, batch, *, global_num_tokens, global_num_sequences, beta: NonNegative = 0.1):
+    """DPO-Think (sigmoid loss, beta 0.1 in the paper): rows 2k / 2k+1 are pair k's chosen / rejected
+    response; ``batch.ref_sequence_logprobs`` holds their precomputed reference sequence logprobs."""
+    if batch.ref_sequence_logprobs is None:
+        raise ValueError("dpo needs precomputed reference logprobs (batch.ref_sequence_logprobs)")
+    seq, ref = masked_sum_rows(logprobs, batch.loss_mask), batch.ref_sequence_logprobs
+    return dpo_sigmoid_loss(seq[0::2], seq[1::2], ref[0::2], ref[1::2], beta=beta,
+                            global_num_pairs=global_num_sequences / 2)
+
+
+# Appendix E's baseline: SFT (NLL) on the correct sampled responses of the same generated data
+register_algorithm("sft_chosen", advantage=None, needs_old_logprobs=False, offline_data="chosen_samples")(sft)
