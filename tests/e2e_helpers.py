@@ -112,3 +112,22 @@ def assert_recorded_steps(rows: list[dict]) -> None:
         assert got["reward/mean"] == want["reward/mean"], f"step {want['step']}: the sampled verdicts changed"
         for key, value in want.items():
             assert got[key] == pytest.approx(value, rel=1e-4, abs=1e-7), f"step {want['step']}: {key}"
+
+
+def verdict_accuracy(rows: list[dict]) -> float:
+    """Accuracy of the verdicts given over these metrics rows: ``reward/list_acc`` over the parse rate
+    (unparseable samples are the cold start's business, not the policy's judgement)."""
+    parsed = sum(r["reward/parse_rate"] for r in rows)
+    return sum(r["reward/list_acc"] for r in rows) / parsed if parsed else float("nan")
+
+
+def run_eval(args: list[str], out: Path, *, timeout: float = 600) -> dict:
+    """``aletheia-eval run ... --out out`` in a local Ray of its own (RAY_ADDRESS dropped); its metrics.json."""
+    exe = shutil.which("aletheia-eval")
+    cmd = [exe] if exe else [sys.executable, "-m", "aletheia_ray.launch.eval"]
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    done = subprocess.run([*cmd, "run", *args, "--out", str(out)], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    if done.returncode != 0:
+        raise AssertionError(f"aletheia-eval run failed ({done.returncode}):\n{done.stderr[-6000:]}")
+    return json.loads((out / "metrics.json").read_text())
