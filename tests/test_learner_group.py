@@ -159,7 +159,9 @@ def test_sft_steps_reduce_nll_and_bad_inputs_are_named(env):
     batch = make_batch(env["vocab"], seed=9)
     nll = [group.train_step(batch, "sft")["actor/nll"] for _ in range(3)]
     assert nll[2] < nll[0]
-    with pytest.raises(KeyError, match="unknown loss 'dpo'"):
+    with pytest.raises(KeyError, match="unknown loss 'kto'"):
+        group.train_step(batch, "kto")
+    with pytest.raises(ValueError, match="batch of 5 rows is not whole units of 2 rows"):  # dpo: pairs of rows
         group.train_step(batch, "dpo")
     with pytest.raises(KeyError, match="unknown loss_kwargs \\['beta'\\] for loss 'sft'"):
         group.train_step(batch, "sft", {"beta": 0.1})
