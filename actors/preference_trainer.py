@@ -26,6 +26,7 @@ import torch
 
 from aletheia_ray.actors.controller import Trainer
 from aletheia_ray.batch import TrainBatch, sequences_to_batch
+from aletheia_ray.dynamic_sampling import ScoredRound, merge_round_metrics
 from aletheia_ray.micro_batches import near_equal_bounds
 from aletheia_ray.preference import (chosen_responses, has_reference_logprobs, load_pairs, make_pairs,
                                      write_jsonl)
@@ -95,7 +96,7 @@ class PreferenceTrainer(Trainer):
     def _generate_samples(self) -> tuple[list[dict], dict[str, float]]:
         """SAMPLE rows: preference.samples_per_list per training list from the current policy."""
         p, n = self.cfg.preference, len(self.items)
-        samples, metrics, model = [], [], Path(self.model_path).name
+        samples, rounds, model = [], [], Path(self.model_path).name
         for part, (start, end) in enumerate(near_equal_bounds(n, -(-n // LISTS_PER_CALL))):
             rows = list(range(start, end))
             gens = self.rollout.generate([self.prompt_ids[i] for i in rows], n=p.samples_per_list,
@@ -103,15 +104,12 @@ class PreferenceTrainer(Trainer):
                                          max_new_tokens=self.cfg.rollout.max_new_tokens,
                                          seed=self.cfg.seed * 1_000_003 + 10_000 + part)
             local = [self.reward_items[rows[g.prompt_index]] for g in gens]
-            metrics.append((len(gens), self.rewards.score(gens, local)))
+            rounds.append(ScoredRound(gens, self.rewards.score(gens, local), 0.0))
             samples += [{"idx": self.items[rows[g.prompt_index]].idx, "model": model, "completion": g.text}
                         for g in gens]
             self._progress("generated lists", end, n)
-        total = sum(count for count, _ in metrics)
-        keys = [k for k in metrics[0][1] if k.startswith("reward/")]
-        # counts add up over the calls; every other reward metric is a sample mean
-        return samples, {k: sum((1 if k.startswith("reward/num_") else count) * m[k] for count, m in metrics)
-                         / (1 if k.startswith("reward/num_") else total) for k in keys}
+        # reward/* over every sample of every call, recomputed from each sample's scored reward
+        return samples, {k: v for k, v in merge_round_metrics(rounds).items() if k.startswith("reward/")}
 
     def _tokens(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id]

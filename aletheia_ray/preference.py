@@ -23,7 +23,7 @@ import math
 import random
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 from aletheia_ray.data.problems import read_jsonl
 from aletheia_ray.data.records import VerifierList
@@ -34,14 +34,20 @@ PAIR_KEYS = ("list_idx", "chosen", "rejected")
 REF_KEYS = ("ref_chosen_logp", "ref_rejected_logp")
 
 
-def load_samples(path: str | Path) -> list[dict]:
-    """SAMPLE rows of a JSONL file; a row without a string ``model``/``completion`` or an ``idx`` is
-    an error naming its line."""
-    rows = []
+def _json_objects(path: str | Path) -> Iterator[tuple[str, dict]]:
+    """(``"<path>: line N"``, row) per JSON object of a JSONL file; any other value is an error naming its line."""
     for number, row in read_jsonl(path):
         where = f"{path}: line {number}"
         if not isinstance(row, dict):
             raise ValueError(f"{where}: not a JSON object")
+        yield where, row
+
+
+def load_samples(path: str | Path) -> list[dict]:
+    """SAMPLE rows of a JSONL file; a row without a string ``model``/``completion`` or an ``idx`` is
+    an error naming its line."""
+    rows = []
+    for where, row in _json_objects(path):
         for key in SAMPLE_KEYS:
             if not isinstance(row.get(key), (str, int)) or (key != "idx" and not isinstance(row[key], str)):
                 raise ValueError(f"{where}: field {key!r} missing or not a string")
@@ -114,10 +120,7 @@ def load_pairs(path: str | Path, *, need_reference: bool = False) -> list[dict]:
     """PAIR rows; a row missing ``list_idx``/``chosen``/``rejected`` (or, with ``need_reference``,
     a finite ``ref_chosen_logp``/``ref_rejected_logp``) is an error naming its line."""
     rows = []
-    for number, row in read_jsonl(path):
-        where = f"{path}: line {number}"
-        if not isinstance(row, dict):
-            raise ValueError(f"{where}: not a JSON object")
+    for where, row in _json_objects(path):
         for key in PAIR_KEYS:
             if not isinstance(row.get(key), str) or not row[key]:
                 raise ValueError(f"{where}: field {key!r} missing or not a non-empty string")
