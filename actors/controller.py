@@ -51,6 +51,7 @@ from aletheia_ray.micro_batches import minibatch_rows
 from aletheia_ray.models import resolve_model_path
 from aletheia_ray.rollout_schedule import RolloutSchedule
 from aletheia_ray.sampler import PromptSampler
+from aletheia_ray.threads import thread_budget
 from aletheia_ray.tracking import StageTimer, Tracker
 from aletheia_ray.train_config import TrainConfig
 
@@ -123,13 +124,13 @@ class Trainer:
                                     tensor_parallel_size=r.tensor_parallel_size, dtype=cfg.model.dtype,
                                     max_model_len=cfg.model.max_model_len, kv_cache_gb=r.kv_cache_gb,
                                     enforce_eager=r.enforce_eager, seed=cfg.seed,
-                                    engine_kwargs=r.engine_kwargs)
+                                    engine_kwargs=r.engine_kwargs, num_threads_per_engine=r.num_threads_per_engine)
             learner_f = pool.submit(LearnerGroup, l.num_ranks, self.model_path, num_cpus_per_rank=l.num_cpus_per_rank,
                                     num_gpus_per_rank=l.num_gpus_per_rank, lr=l.lr, weight_decay=l.weight_decay,
                                     warmup_steps=cfg.warmup_steps, grad_clip=l.grad_clip, micro_batch_size=l.micro_batch_size,
                                     dtype=cfg.model.dtype, attn_implementation=cfg.model.attn_implementation,
                                     backend=l.backend, seed=cfg.seed, call_timeout_s=l.call_timeout_s,
-                                    memory=l.memory_options())
+                                    memory=l.memory_options(), num_threads_per_rank=l.num_threads_per_rank)
             if cfg.use_reference:
                 self.reference = self.reference_group.launch(
                     ReferenceActor, self.ref_model, cfg.model.dtype,
@@ -137,7 +138,8 @@ class Trainer:
                     attn_implementation=cfg.model.attn_implementation,
                     micro_batch_size=cfg.reference.micro_batch_size or l.micro_batch_size,
                     max_tokens_per_micro_batch=cfg.reference.max_tokens_per_micro_batch or l.max_tokens_per_micro_batch,
-                    logprob_chunk_tokens=l.logprob_chunk_tokens)
+                    logprob_chunk_tokens=l.logprob_chunk_tokens,
+                    num_threads=thread_budget(cfg.reference.num_cpus, cfg.reference.num_threads))
             scorer = self.task.scorer(cfg)
             if scorer.runs_code:
                 from aletheia_ray.actors.sandbox import sandbox_pool  # the sandbox stack only when a task runs code
@@ -263,7 +265,7 @@ class Trainer:
             metrics.update(filter_metrics)
             actor, batch = {"actor/skipped_update": 1.0}, None
             if trained:
-                batch, actor = self._train(step, trained, metrics, timer)
+                batch, actor = self._train(step, trained, metrics, timer, stale=staleness > 0)
             with timer("gen_wait"):  # generation and weight loading never overlap
                 self.schedule.wait_for_next()
             with timer("sync"):
@@ -278,7 +280,7 @@ class Trainer:
             metrics.update(logprob_gap_metrics(batch.old_logprobs, batch.rollout_logprobs, batch.loss_mask))
         metrics.update(actor)
         metrics.update({k: v for k, v in sync.items() if k != "timing_s/sync"})
-        metrics.update(timer.times)
+        metrics.update(timer.with_other("step"))
         metrics.update(self.memory_poll.collect())
         metrics.update({"timing_s/gen": gen_seconds, "perf/throughput": tokens / timer.times["timing_s/step"],
                         "perf/gen_tokens_per_s": sum(len(g.response_ids) for g in gens) / gen_seconds,
@@ -294,7 +296,16 @@ class Trainer:
         with timer("reward"):
             return ScoredRound(gens, self.rewards.score(gens, [self.reward_items[i] for i in idx]), seconds)
 
-    def _train(self, step: int, gens, metrics: dict, timer: StageTimer):
+    def _old_logprob_pass(self, stale: bool) -> bool:
+        """A separate old-logprob pass only where the policy being updated is not the one that
+        generated: a batch one update behind (async_tis) or a batch feeding several updates
+        (batch_online: its later updates). Otherwise (on-policy, one update) the update's own
+        detached logprobs are the old ones (ratio 1, TIS weights against the engine's included),
+        as the loss takes them when ``old_logprobs`` is absent; the engine-vs-trainer gap
+        metrics then come from the update."""
+        return self.algorithm.needs_old_logprobs and (stale or self.sync_policy.updates_per_generation > 1)
+
+    def _train(self, step: int, gens, metrics: dict, timer: StageTimer, stale: bool):
         """advantages -> reference logprobs (overlapping old logprobs) -> update(s) on these samples."""
         r = self.cfg.rollout
         with timer("adv"):
@@ -307,7 +318,7 @@ class Trainer:
             if not self.cfg.reference.overlap_old_logprob:
                 with timer("ref"):
                     ray.wait([ref_logprobs], fetch_local=False)
-        if self.algorithm.needs_old_logprobs:
+        if self._old_logprob_pass(stale):
             with timer("old_logprob"):
                 batch.old_logprobs = self.learner.compute_logprobs(batch, r.temperature, "response")
         if ref_logprobs is not None:

@@ -35,7 +35,9 @@ from aletheia_ray.causal_lm import DTYPES, Scored, batch_logprobs, head_calls_pe
 from aletheia_ray.device import add_forward_device_check, model_device
 from aletheia_ray.memory_options import (MemoryOptions, deepspeed_config, enable_gradient_checkpointing,
                                          make_optimizer, peak_memory_gb)
+from aletheia_ray.metrics import add_gap_sums, gap_metrics_from_sums, logprob_gap_sums
 from aletheia_ray.micro_batches import micro_batches, near_equal_bounds, plan_micro_batches
+from aletheia_ray.threads import apply_thread_budget, thread_budget, thread_report
 from aletheia_ray.actors.group import ActorGroup
 from aletheia_ray.actors.weight_sync.sender import WeightSenderMixin
 
@@ -90,7 +92,9 @@ class LearnerRank(WeightSenderMixin):
 
     def __init__(self, rank: int, world_size: int, model_path: str, *, lr: float, weight_decay: float,
                  warmup_steps: int, grad_clip: float, micro_batch_size: int, dtype: str,
-                 attn_implementation: str, backend: str, seed: int, memory: Optional[MemoryOptions] = None):
+                 attn_implementation: str, backend: str, seed: int, memory: Optional[MemoryOptions] = None,
+                 num_threads: int = 1):
+        apply_thread_budget(num_threads)  # Ray's OMP_NUM_THREADS=1 for < 2 CPUs otherwise (threads.py)
         self.rank, self.world_size, self.model_path = rank, world_size, model_path
         self.opt = dict(lr=lr, weight_decay=weight_decay, warmup_steps=warmup_steps, grad_clip=grad_clip,
                         micro_batch_size=micro_batch_size, dtype=dtype, attn_implementation=attn_implementation,
@@ -141,6 +145,9 @@ class LearnerRank(WeightSenderMixin):
         ctx = ray.get_runtime_context()
         return {"placement_group_id": ctx.get_placement_group_id(), "node_id": ctx.get_node_id()}
 
+    def threads(self) -> dict:
+        return thread_report()
+
     def peak_memory(self) -> dict[str, float]:
         return peak_memory_gb()
 
@@ -169,6 +176,7 @@ class LearnerRank(WeightSenderMixin):
         weights = [weight] * len(micro) + [0.0] * (num_micro_batches - len(micro))
         micro += [micro[-1]] * (num_micro_batches - len(micro))
         sums: dict[str, float] = {}
+        gap: Optional[dict[str, float]] = None  # engine vs this update's logprobs, when no old-logprob pass ran
         for i, (mb, weight) in enumerate(zip(micro, weights)):
             mb = mb.to(self.device)
             engine.set_gradient_accumulation_boundary(i == num_micro_batches - 1)
@@ -184,10 +192,12 @@ class LearnerRank(WeightSenderMixin):
             metrics["entropy"] = float(masked_sum(entropy, mb.loss_mask)) / global_num_tokens
             for key, value in metrics.items():
                 sums[key] = sums.get(key, 0.0) + weight * value
+            if weight > 0 and mb.old_logprobs is None and mb.rollout_logprobs is not None:
+                gap = add_gap_sums(gap, logprob_gap_sums(logprobs.detach(), mb.rollout_logprobs, mb.loss_mask))
         grad_norm = engine.get_global_grad_norm()
         self._gather_full_weights()
         return {_ADDITIVE: sums, "grad_norm": float(grad_norm) if grad_norm is not None else float("nan"),
-                "lr": float(engine.get_lr()[0])}
+                "lr": float(engine.get_lr()[0]), "rollout_gap": gap}
 
     def set_lr(self, lr: float) -> float:
         """A new peak learning rate from the next optimizer step on (the warm-up schedule goes on)."""
@@ -257,7 +267,8 @@ class LearnerGroup:
                  warmup_steps: int = 0, grad_clip: float = 1.0, micro_batch_size: int, dtype: str = "float32",
                  attn_implementation: str = "sdpa", backend: str = "gloo", seed: int = 0,
                  call_timeout_s: Optional[float] = None, placement_strategy: str = "PACK",
-                 ready_timeout_s: float = 600, memory: Optional[MemoryOptions] = None):
+                 ready_timeout_s: float = 600, memory: Optional[MemoryOptions] = None,
+                 num_threads_per_rank: Optional[int] = None):
         if num_ranks < 1 or micro_batch_size < 1:
             raise ValueError(f"num_ranks ({num_ranks}) and micro_batch_size ({micro_batch_size}) must be >= 1")
         if dtype not in DTYPES:
@@ -281,7 +292,8 @@ class LearnerGroup:
                 actor_cls, r, num_ranks, model_path, bundle_index=r, options=options, lr=lr,
                 weight_decay=weight_decay, warmup_steps=warmup_steps, grad_clip=grad_clip,
                 micro_batch_size=micro_batch_size, dtype=dtype, attn_implementation=attn_implementation,
-                backend=backend, seed=seed, memory=self.memory)
+                backend=backend, seed=seed, memory=self.memory,
+                num_threads=thread_budget(num_cpus_per_rank, num_threads_per_rank))
             for r in range(num_ranks)]
         self.micro_batch_size = micro_batch_size
         try:
@@ -347,6 +359,11 @@ class LearnerGroup:
                 metrics[f"actor/{key}"] = metrics.get(f"actor/{key}", 0.0) + value
         metrics.update({"actor/grad_norm": results[0]["grad_norm"], "actor/lr": results[0]["lr"],
                         "actor/num_tokens": num_tokens})
+        gap = None
+        for result in results:
+            gap = add_gap_sums(gap, result["rollout_gap"])
+        if gap is not None:  # the batch came without old logprobs: the update's own are the trainer's
+            metrics.update(gap_metrics_from_sums(gap, num_tokens))
         return metrics
 
     def set_lr(self, lr: float) -> float:
@@ -375,6 +392,10 @@ class LearnerGroup:
     def placements(self) -> list[dict]:
         """Each rank's ``LearnerRank.placement()``, in rank order."""
         return self._gather([rank.placement.remote() for rank in self.ranks], "placement")
+
+    def threads(self) -> list[dict]:
+        """Each rank's intra-op threads (``threads.thread_report``), in rank order."""
+        return self._gather([rank.threads.remote() for rank in self.ranks], "threads")
 
     def shutdown(self) -> None:
         """Kill the ranks; remove the placement group if this group created it. Idempotent."""

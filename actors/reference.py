@@ -19,13 +19,15 @@ from aletheia_ray.batch import TrainBatch
 from aletheia_ray.causal_lm import Scored, batch_logprobs, load_causal_lm
 from aletheia_ray.device import add_forward_device_check
 from aletheia_ray.memory_options import peak_memory_gb
+from aletheia_ray.threads import apply_thread_budget, thread_report
 
 
 @ray.remote
 class ReferenceActor:
     def __init__(self, model_path: str, dtype: str = "float32", *, attn_implementation: str = "sdpa",
                  micro_batch_size: int = 8, max_tokens_per_micro_batch: Optional[int] = None,
-                 logprob_chunk_tokens: int = 1024, device: str = "auto"):
+                 logprob_chunk_tokens: int = 1024, device: str = "auto", num_threads: int = 1):
+        apply_thread_budget(num_threads)  # before the model loads (aletheia_ray/threads.py)
         self.model = load_causal_lm(model_path, dtype, attn_implementation)
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -43,6 +45,9 @@ class ReferenceActor:
 
     def peak_memory(self) -> dict[str, float]:
         return peak_memory_gb()
+
+    def threads(self) -> dict:
+        return thread_report()
 
     def load_weights(self, state_dict) -> int:
         """Replace all weights (a state dict or an ObjectRef to one); names must match exactly."""

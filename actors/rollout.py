@@ -18,9 +18,11 @@ executor takes the GPU bundles of the *current* placement group, so each engine'
 in its own bundles (no ``VLLM_RAY_BUNDLE_INDICES`` needed).
 
 CPU specifics: vLLM runs in-process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``; the worker can then
-``ray.get`` weight buckets itself), ``VLLM_CPU_KVCACHE_SPACE`` = ``kv_cache_gb`` and
-``VLLM_CPU_OMP_THREADS_BIND`` = every core this node lets the process use (the default binding
-reserves a core: ~2x slower on 2 cores). On GPU with ``tensor_parallel_size > 1`` vLLM uses its
+``ray.get`` weight buckets itself), ``VLLM_CPU_KVCACHE_SPACE`` = ``kv_cache_gb``. In-process
+vllm-cpu 0.32 ignores ``VLLM_CPU_OMP_THREADS_BIND`` (set anyway, for its multi-process executor)
+and keeps the thread count torch has when it is imported: the engine's thread budget
+(``num_threads_per_engine``, default from its CPUs, ``aletheia_ray/threads.py``) is applied first
+thing in the actor; ``info()`` reports it. On GPU with ``tensor_parallel_size > 1`` vLLM uses its
 Ray executor inside the engine's placement group (the plan is unit-tested; the GPU path is not
 runnable here).
 """
@@ -38,6 +40,7 @@ import ray
 
 from aletheia_ray.batch import Generation
 from aletheia_ray.micro_batches import near_equal_bounds
+from aletheia_ray.threads import apply_thread_budget, thread_budget, thread_report
 from aletheia_ray.actors.group import ActorGroup
 from aletheia_ray.actors.weight_sync import VLLM_EXTENSION_CLS
 
@@ -92,8 +95,9 @@ class RolloutEngine:
     def __init__(self, model_path: str, *, tensor_parallel_size: int = 1, dtype: str = "float32",
                  max_model_len: int = 4096, enforce_eager: bool = True, seed: int = 0,
                  gpu_memory_utilization: float = 0.85, enable_prefix_caching: bool = True,
-                 engine_kwargs: Optional[dict] = None):
+                 engine_kwargs: Optional[dict] = None, num_threads: int = 1):
         start = time.perf_counter()
+        apply_thread_budget(num_threads)  # before vLLM: in-process it keeps torch's count (threads.py)
         if os.environ.get("VLLM_CPU_OMP_THREADS_BIND") == "all":
             cores = sorted(os.sched_getaffinity(0))
             os.environ["VLLM_CPU_OMP_THREADS_BIND"] = ",".join(str(c) for c in cores)
@@ -138,7 +142,7 @@ class RolloutEngine:
         return peak_memory_gb()
 
     def info(self) -> dict:
-        return {"start_time_s": self.start_time_s, "pid": os.getpid(),
+        return {"start_time_s": self.start_time_s, "pid": os.getpid(), **thread_report(),
                 "threads_bind": os.environ.get("VLLM_CPU_OMP_THREADS_BIND"),
                 "placement_group_id": ray.get_runtime_context().get_placement_group_id()}
 
@@ -223,7 +227,8 @@ class RolloutPool:
                  max_model_len: int = 4096, kv_cache_gb: float = 1, enforce_eager: bool = True,
                  seed: int = 0, gpu_memory_utilization: float = 0.85,
                  cpu_threads_bind: Optional[str] = None, ready_timeout_s: float = 600,
-                 engine_kwargs: Optional[dict] = None, max_concurrency: int = 1):
+                 engine_kwargs: Optional[dict] = None, max_concurrency: int = 1,
+                 num_threads_per_engine: Optional[int] = None):
         if num_engines < 1 or tensor_parallel_size < 1:
             raise ValueError(f"need num_engines >= 1 and tensor_parallel_size >= 1, got {num_engines}, {tensor_parallel_size}")
         if not os.path.isdir(model_path):
@@ -250,7 +255,8 @@ class RolloutPool:
                 RolloutEngine, model_path, bundle_index=0, placement_group_index=i, capture_child_tasks=True,
                 options=options, tensor_parallel_size=tensor_parallel_size, dtype=dtype,
                 max_model_len=max_model_len, enforce_eager=enforce_eager, seed=seed + i,
-                gpu_memory_utilization=gpu_memory_utilization, engine_kwargs=engine_kwargs)
+                gpu_memory_utilization=gpu_memory_utilization, engine_kwargs=engine_kwargs,
+                num_threads=thread_budget(num_cpus_per_engine, num_threads_per_engine))
             for i in range(num_engines)
         ]
         try:

@@ -18,6 +18,8 @@ from aletheia_ray.tasks import TASKS
 class RolloutConfig(StrictModel):
     num_engines: int = Field(1, gt=0)
     num_cpus_per_engine: float = Field(1.0, gt=0)
+    # intra-op threads of each engine; None: max(1, floor(num_cpus_per_engine)) (aletheia_ray/threads.py)
+    num_threads_per_engine: Optional[int] = Field(None, gt=0)
     num_gpus_per_engine: float = Field(0.0, ge=0)
     tensor_parallel_size: int = Field(1, gt=0)
     kv_cache_gb: float = Field(1.0, gt=0)
@@ -31,6 +33,7 @@ class RolloutConfig(StrictModel):
 class LearnerConfig(StrictModel):
     num_ranks: int = Field(2, gt=0)
     num_cpus_per_rank: float = Field(1.0, gt=0)
+    num_threads_per_rank: Optional[int] = Field(None, gt=0)  # None: max(1, floor(num_cpus_per_rank))
     num_gpus_per_rank: float = Field(0.0, ge=0)
     lr: float = Field(1e-6, gt=0)
     weight_decay: float = Field(0.0, ge=0)
@@ -72,6 +75,7 @@ class ReferenceConfig(StrictModel):
     overlap_old_logprob: bool = True
     num_cpus: float = Field(1.0, gt=0)
     num_gpus: float = Field(0.0, ge=0)
+    num_threads: Optional[int] = Field(None, gt=0)  # None: max(1, floor(num_cpus))
     # its logprob pass's micro-batches; None: the learner's (learner.micro_batch_size,
     # learner.max_tokens_per_micro_batch; chunking: learner.logprob_chunk_tokens)
     micro_batch_size: Optional[int] = Field(None, gt=0)

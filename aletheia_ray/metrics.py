@@ -186,13 +186,30 @@ def response_metrics(gens: Sequence["Generation"]) -> dict[str, float]:
     }
 
 
+def logprob_gap_sums(trainer_lp, rollout_lp, mask) -> dict[str, float]:
+    """Sums over the masked tokens of |trainer - rollout| and (rollout - trainer), and the largest
+    |difference|: what ``logprob_gap_metrics`` needs, additive over micro-batches and ranks."""
+    diff = (trainer_lp - rollout_lp) * mask
+    return {"abs_diff_sum": float(diff.abs().sum()), "k1_sum": float(-diff.sum()),
+            "abs_diff_max": float(diff.abs().max()) if diff.numel() else 0.0}
+
+
+def add_gap_sums(total: Optional[dict[str, float]], part: Optional[dict[str, float]]) -> Optional[dict[str, float]]:
+    """Two ``logprob_gap_sums`` combined (sums add, the max is the larger); None stands for none."""
+    if total is None or part is None:
+        return part if total is None else total
+    return {"abs_diff_sum": total["abs_diff_sum"] + part["abs_diff_sum"], "k1_sum": total["k1_sum"] + part["k1_sum"],
+            "abs_diff_max": max(total["abs_diff_max"], part["abs_diff_max"])}
+
+
+def gap_metrics_from_sums(sums: dict[str, float], num_tokens: float) -> dict[str, float]:
+    return {"rollout/logprob_abs_diff_mean": sums["abs_diff_sum"] / num_tokens,
+            "rollout/logprob_abs_diff_max": sums["abs_diff_max"], "rollout/kl_k1": sums["k1_sum"] / num_tokens}
+
+
 def logprob_gap_metrics(trainer_lp, rollout_lp, mask) -> dict[str, float]:
     """How far the engine's sampling logprobs are from the trainer's (should be ~0 on-policy in fp32)."""
-    n = float(mask.sum())
-    diff = (trainer_lp - rollout_lp) * mask
-    return {"rollout/logprob_abs_diff_mean": float(diff.abs().sum() / n),
-            "rollout/logprob_abs_diff_max": float(diff.abs().max()),
-            "rollout/kl_k1": float((rollout_lp - trainer_lp).mul(mask).sum() / n)}
+    return gap_metrics_from_sums(logprob_gap_sums(trainer_lp, rollout_lp, mask), float(mask.sum()))
 
 
 def mean_update_metrics(per_update: Sequence[dict[str, float]]) -> dict[str, float]:

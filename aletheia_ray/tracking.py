@@ -168,3 +168,10 @@ class StageTimer:
         start = time.perf_counter()
         yield
         self.times[f"timing_s/{name}"] = self.times.get(f"timing_s/{name}", 0.0) + time.perf_counter() - start
+
+    def with_other(self, total: str = "step") -> dict[str, float]:
+        """The times plus ``timing_s/other``: ``total`` minus every other stage (each runs inside
+        ``total`` and none inside another), so the exposed parts add up to ``timing_s/<total>``."""
+        whole = self.times[f"timing_s/{total}"]
+        parts = sum(v for k, v in self.times.items() if k != f"timing_s/{total}")
+        return {**self.times, "timing_s/other": max(0.0, whole - parts)}

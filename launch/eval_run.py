@@ -55,6 +55,8 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--num-engines", type=int, default=1)
     p.add_argument("--num-cpus-per-engine", type=float, default=1.0)
+    p.add_argument("--num-threads-per-engine", type=int, default=None,
+                   help="intra-op threads of each engine (default: floor(--num-cpus-per-engine), at least 1)")
     p.add_argument("--num-gpus-per-engine", type=float, default=0.0)
     p.add_argument("--tensor-parallel-size", type=int, default=1)
     p.add_argument("--dtype", default=None,
@@ -184,7 +186,8 @@ def run_eval(args: argparse.Namespace) -> int:
                            num_gpus_per_engine=args.num_gpus_per_engine,
                            tensor_parallel_size=args.tensor_parallel_size, dtype=dtype,
                            max_model_len=engine_len, kv_cache_gb=args.kv_cache_gb,
-                           enforce_eager=args.enforce_eager, seed=args.seed)
+                           enforce_eager=args.enforce_eager, seed=args.seed,
+                           num_threads_per_engine=args.num_threads_per_engine)
         engine_start = time.perf_counter() - t0
         try:
             t0 = time.perf_counter()

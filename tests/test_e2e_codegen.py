@@ -15,7 +15,7 @@ from e2e_helpers import REPO, run_train_in_own_ray
 pytestmark = [pytest.mark.slow, pytest.mark.sandbox]
 
 CODEGEN_CONFIG = REPO / "configs" / "debug_cpu_codegen.yaml"
-TIMINGS = ("gen", "reward", "ref", "old_logprob", "update", "sync", "step", "sandbox")
+TIMINGS = ("gen", "reward", "ref", "update", "sync", "step", "sandbox")  # on-policy: no old_logprob pass
 STATUSES = ("OK", "WA", "RE", "TLE", "MLE", "OLE", "CE")
 SAMPLES_PER_STEP = 8 * 4  # algorithm.prompts_per_step x samples_per_prompt in the config
 

@@ -19,7 +19,9 @@ pytestmark = pytest.mark.slow
 # 32 lists, 16 prompts per step: one epoch = 2 steps, so the step-2 checkpoint sits on an epoch boundary.
 COMMON = ["trainer.total_steps=4", "trainer.save_steps=2", "data.synthetic.num_lists=32",
           "algorithm.prompts_per_step=16", "evaluation.enabled=false", "logging.wandb=offline"]
-TIMINGS = ("gen", "reward", "ref", "old_logprob", "update", "sync", "step")
+TIMINGS = ("gen", "reward", "ref", "update", "sync", "step")
+# the exposed parts of a step (timing_s/gen overlaps gen_wait); with timing_s/other they add up to the step
+STAGES = ("gen_wait", "reward", "adv", "old_logprob", "ref", "update", "sync", "ref_sync", "other")
 COMPARED = ("actor/pg_loss", "actor/loss", "actor/kl", "actor/grad_norm", "reward/mean")
 
 
@@ -37,6 +39,9 @@ def test_debug_config_runs_end_to_end_and_writes_metrics(straight_run):
     for row in rows:
         for name in TIMINGS:
             assert row[f"timing_s/{name}"] > 0, (name, row)
+        # on-policy, one update: no old-logprob pass (the update's own logprobs are the old ones)
+        assert "timing_s/old_logprob" not in row
+        assert sum(row.get(f"timing_s/{s}", 0.0) for s in STAGES) == pytest.approx(row["timing_s/step"], rel=1e-6)
         assert -2.0 <= row["reward/mean"] <= 1.0 and row["perf/throughput"] > 0  # ListEM + overlong penalty
         assert row["reward/parse_rate"] > 0.5  # the cold start taught the \boxed{} format
         assert math.isfinite(row["actor/pg_loss"]) and row["actor/kl"] >= 0
@@ -75,8 +80,8 @@ def test_kill_and_resume_gives_the_same_losses_at_an_epoch_boundary(straight_run
         if proc.poll() is None:
             os.killpg(proc.pid, 9)
         kill_processes(processes_of(temp))
-    # the resumed half computes reference and old logprobs one after the other (the straight run
-    # overlaps them, the default): what they compute, hence every loss, must not depend on that
+    # the resumed half waits for the reference pass on its own (reference.overlap_old_logprob=false;
+    # the straight run, the default, collects it after submitting everything): losses must not differ
     resumed, _ = run_train_in_own_ray(COMMON + ["trainer.resume=true", "reference.overlap_old_logprob=false"], out,
                                       config=SYNTHETIC_CONFIG)
     assert "resuming from" in resumed.stderr and "cold start" not in resumed.stderr

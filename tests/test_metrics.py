@@ -94,3 +94,23 @@ def test_random_baseline_equal_shares_is_32_08_percent():
     assert round(100 * random_baseline_list_acc([2, 3, 4, 5] * 250), 2) == 32.08
     assert random_baseline_list_acc([2, 2]) == 0.5
     assert binomial_std_list_acc([2], samples_per_list=4) == pytest.approx(0.25)
+
+
+def test_logprob_gap_from_micro_batch_sums_equals_the_whole_batch():
+    """The learner's per-micro-batch, per-rank gap sums (no old-logprob pass) combine to the metrics
+    the controller computes on the whole batch."""
+    import torch
+
+    from aletheia_ray.metrics import add_gap_sums, gap_metrics_from_sums, logprob_gap_metrics, logprob_gap_sums
+
+    g = torch.Generator().manual_seed(0)
+    trainer, rollout = -torch.rand(6, 5, generator=g), -torch.rand(6, 5, generator=g)
+    mask = (torch.rand(6, 5, generator=g) > 0.3).float()
+    whole = logprob_gap_metrics(trainer, rollout, mask)
+    total = None
+    for rows in (slice(0, 2), slice(2, 3), slice(3, 6)):
+        total = add_gap_sums(total, logprob_gap_sums(trainer[rows], rollout[rows], mask[rows]))
+    parts = gap_metrics_from_sums(total, float(mask.sum()))
+    assert parts == pytest.approx(whole) and whole["rollout/logprob_abs_diff_max"] > 0.1
+    assert whole["rollout/kl_k1"] == pytest.approx(float(((rollout - trainer) * mask).sum() / mask.sum()))
+    assert add_gap_sums(None, None) is None and add_gap_sums(total, None) == total
