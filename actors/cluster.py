@@ -12,6 +12,11 @@ from typing import Iterator, Optional
 import ray
 
 QUIET_ENV = {"TOKENIZERS_PARALLELISM": "false"}
+# Defaults for every actor's console, each overridable from the caller's environment. They drop
+# start-up notices, not errors: vLLM logs ERROR and up, C++ (c10) warnings are dropped, and
+# Python FutureWarnings (torch.distributed deprecations raised inside vLLM/DeepSpeed) are ignored.
+# An actor's exception still reaches the driver (ray.get re-raises it; log_to_driver prints stderr).
+LOG_ENV_DEFAULTS = {"VLLM_LOGGING_LEVEL": "ERROR", "TORCH_CPP_LOG_LEVEL": "ERROR", "PYTHONWARNINGS": "ignore::FutureWarning"}
 
 
 @contextlib.contextmanager
@@ -32,7 +37,7 @@ def ray_session(address: Optional[str] = None, num_cpus: Optional[float] = None,
         return
     owned = temp_dir is None
     temp_dir = temp_dir or tempfile.mkdtemp(prefix=prefix, dir="/tmp")  # short: Ray's socket paths
-    env = {**QUIET_ENV, "VLLM_LOGGING_LEVEL": os.environ.get("VLLM_LOGGING_LEVEL", "WARNING")}
+    env = {**QUIET_ENV, **{k: os.environ.get(k, v) for k, v in LOG_ENV_DEFAULTS.items()}}
     ray.init(num_cpus=num_cpus, include_dashboard=False, _temp_dir=temp_dir, log_to_driver=log_to_driver,
              runtime_env={"env_vars": env})
     ok = False

@@ -2,7 +2,7 @@
 
     aletheia-bench list                       # available benchmarks with their one-line summary
     aletheia-bench sandbox_throughput [ARGS]  # runs benchmarks/sandbox_throughput.py ARGS
-    aletheia-bench all [--quick]              # e2e_vs_trl, rollout_vs_hf, sync_bandwidth -> docs/benchmarks.md
+    aletheia-bench all [--quick]              # e2e_vs_trl, rollout_vs_hf, sync_bandwidth, bf16_autocast -> docs/benchmarks.md
 
 The script replaces this process (``os.execv``), so its exit code, output and Ctrl-C behave as
 if it had been started with ``python benchmarks/NAME.py``; the repository root is put on
@@ -33,8 +33,9 @@ from typing import Optional, Sequence
 
 USAGE = ("usage: aletheia-bench NAME [ARGS...] | aletheia-bench all [--quick] | aletheia-bench list | "
          "aletheia-bench --help")
-ALL = ("e2e_vs_trl", "rollout_vs_hf", "sync_bandwidth")  # `aletheia-bench all`, in this order
-QUICK_ARGS = {"e2e_vs_trl": ["--reps", "1", "--steps", "3"]}  # smoke settings; the others take --quick
+ALL = ("e2e_vs_trl", "rollout_vs_hf", "sync_bandwidth", "bf16_autocast")  # `aletheia-bench all`, in this order
+QUICK_ARGS = {"e2e_vs_trl": ["--reps", "1", "--steps", "3"],  # smoke settings; the others take --quick
+              "bf16_autocast": ["--reps", "1", "--models", "tiny-qwen2-bench"]}
 REPORT_SCRIPT = "_report.py"
 
 

@@ -169,7 +169,7 @@ def test_all_runs_every_benchmark_in_order_and_writes_the_docs(all_dir):
     assert "progress of rollout_vs_hf" in done.stderr and "failed: sync_bandwidth" in done.stderr
     manifest = json.loads((all_dir / "docs" / "bench" / "all.json").read_text())
     assert manifest["quick"] is True and [r["name"] for r in manifest["runs"]] == list(bench.ALL)
-    assert [r["returncode"] for r in manifest["runs"]] == [0, 0, 4]
+    assert [r["returncode"] for r in manifest["runs"]] == [0 if name != "sync_bandwidth" else 4 for name in bench.ALL]
     doc = (all_dir / "docs" / "benchmarks.md").read_text()
     # each benchmark got --json docs/bench/NAME.json plus its smoke settings
     assert "**e2e_vs_trl title**" in doc and "| --reps 1 --steps 3 |" in doc
