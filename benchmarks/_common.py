@@ -126,6 +126,12 @@ def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]
     return "\n".join(lines)
 
 
+def tail(text: str, lines: int = 8, width: int = 240) -> str:
+    """The last ``lines`` non-blank lines of ``text`` (a failed run's stderr), each cut at ``width``."""
+    kept = [line.rstrip()[:width] for line in text.splitlines() if line.strip()]
+    return "\n".join(kept[-lines:])
+
+
 def write_json(path: Optional[str], payload: dict[str, Any]) -> None:
     """The results as JSON at ``path`` (parent directories made); nothing when ``path`` is None."""
     if not path:

@@ -50,7 +50,8 @@ from typing import Any, Optional
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from benchmarks._common import alternate, fmt, machine_header, print_table, ratio, summary, write_json  # noqa: E402
+from benchmarks._common import (alternate, fmt, machine_header, print_table, ratio, summary, tail,  # noqa: E402
+                                write_json)
 
 CONFIG = REPO / "configs" / "bench_e2e.yaml"
 DEFAULT_MODEL = "../shared/models/tiny-qwen2-bench"
@@ -73,10 +74,6 @@ RAY_DIRS: list[str] = []  # the private Ray temp dirs of our runs (checked for l
 
 def say(msg: str) -> None:
     print(f"[e2e_vs_trl +{time.monotonic() - T0:.0f}s] {msg}", file=sys.stderr, flush=True)
-
-
-def tail(text: str, lines: int = 12) -> str:
-    return "\n".join([ln.rstrip()[:300] for ln in text.splitlines() if ln.strip()][-lines:])
 
 
 # ------------------------------------------------------------------------------ the TRL worker
@@ -169,7 +166,7 @@ def run_process(name: str, argv: list[str], log_dir: Path, timeout: float, metri
             os.killpg(proc.pid, 9)
             raise
     code = proc.wait()
-    return {"code": code, "wall_s": time.time() - start, "stderr": tail(log.read_text(errors="replace")),
+    return {"code": code, "wall_s": time.time() - start, "stderr": tail(log.read_text(errors="replace"), 12, 300),
             "peak_rss_gib": peak / 2**30, "first_row_wall": first_row, "launch_wall": start, "log": str(log)}
 
 
@@ -272,7 +269,7 @@ def table_rows(results: dict[str, dict]) -> list[list[str]]:
     rows = []
     for name, r in results.items():
         if "step_s" not in r:
-            rows.append([name, f"FAILED ({r['reps']} of {r['reps']} reps): {tail(r['failed'], 2)}",
+            rows.append([name, f"FAILED ({r['reps']} of {r['reps']} reps): {tail(r['failed'], 2, 300)}",
                          *["-"] * (len(COLUMNS) - 2)])
             continue
         med, ph = r["step_s"]["median"], r["phases"]

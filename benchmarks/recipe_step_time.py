@@ -40,6 +40,8 @@ from rich.console import Console
 from rich.table import Table
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+from benchmarks._common import tail  # noqa: E402
 CONFIG = REPO / "configs" / "debug_cpu.yaml"
 TRAIN = [sys.executable, "-m", "aletheia_ray.launch.train"]  # = aletheia-train
 MAIN_TIMINGS = ("step", "gen", "update")
@@ -99,11 +101,6 @@ class Result:
 def common_overrides(out: Path, steps: int) -> list[str]:
     return [f"output_dir={out}", f"trainer.total_steps={steps}", "trainer.save_steps=0", "trainer.save_final=false",
             "evaluation.enabled=false", "logging.wandb=disabled"]
-
-
-def tail(text: str, lines: int = 8) -> str:
-    kept = [line.rstrip()[:240] for line in text.splitlines() if line.strip()]
-    return "\n".join(kept[-lines:])
 
 
 def dry_run(name: str, overrides: list[str], root: Path) -> Optional[str]:

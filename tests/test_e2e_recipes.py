@@ -46,6 +46,12 @@ def seconds_per_step(rows: list[dict]) -> float:
     return sum(r["timing_s/step"] for r in later) / len(later)
 
 
+def run_shape(rows: list[dict]) -> str:
+    """Steps, s/step and the samples RAFT's filter kept at the first and last 3 steps (for the printout)."""
+    return (f"{len(rows)} steps, {seconds_per_step(rows):.2f} s/step; kept per step first3 "
+            f"{[r['filter/kept_samples'] for r in rows[:3]]} last3 {[r['filter/kept_samples'] for r in rows[-3:]]}")
+
+
 def assert_raft_filter(rows: list[dict], prompts_per_step: int) -> None:
     """The sample filter on real values: at most 5 positives per group, only positives, only those trained."""
     n = prompts_per_step * SAMPLES
@@ -99,9 +105,7 @@ def test_raft_learns_the_synthetic_task(tmp_path):
     first_acc, last_acc = verdict_accuracy(rows[:3]), verdict_accuracy(rows[-5:])
     print(f"RAFT seed {SEED}: list_acc (parsed) first3={first_acc:.3f} last5={last_acc:.3f}; held-out "
           f"eval/list_acc={summary['eval/list_acc']:.3f} (parse {summary['eval/parse_rate']:.3f}, random "
-          f"{summary['eval/random_baseline']:.3f}); {len(rows)} steps, {seconds_per_step(rows):.2f} s/step; "
-          f"kept per step first3 {[r['filter/kept_samples'] for r in rows[:3]]} last3 "
-          f"{[r['filter/kept_samples'] for r in rows[-3:]]}; test {total:.0f} s")
+          f"{summary['eval/random_baseline']:.3f}); {run_shape(rows)}; test {total:.0f} s")
     assert [r["step"] for r in rows] == list(range(1, RAFT_STEPS + 1))
     assert leftovers == []
     assert_raft_filter(rows, RAFT_PROMPTS)
@@ -172,9 +176,8 @@ def test_pair_em_learns_the_pairwise_synthetic_task(tmp_path):
     print(f"PairEM seed {SEED}: pair acc (parsed) first3={first_acc:.3f} last5={last_acc:.3f}; held-out pair_acc "
           f"{heldout_acc:.3f} (in order {m['pair_acc']:.3f}, reversed {rev['pair_acc']:.3f}; parse "
           f"{m['pair_parse_rate']:.3f}/{rev['pair_parse_rate']:.3f}; A-rate {bias['pair_first_position_rate']}, "
-          f"order consistency {bias['order_consistency']}); {len(rows)} steps, {seconds_per_step(rows):.2f} s/step; "
-          f"kept per step first3 {[r['filter/kept_samples'] for r in rows[:3]]} last3 "
-          f"{[r['filter/kept_samples'] for r in rows[-3:]]}; training {train_s:.0f} s, test {total:.0f} s")
+          f"order consistency {bias['order_consistency']}); {run_shape(rows)}; training {train_s:.0f} s, "
+          f"test {total:.0f} s")
     assert [r["step"] for r in rows] == list(range(1, PAIR_STEPS + 1))
     assert leftovers == []
     assert summary["data/num_lists"] == 512  # training items: both orders of each list's one pair
