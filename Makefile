@@ -7,8 +7,13 @@ PIP ?= $(PYTHON) -m pip
 install:
 	bash scripts/install.sh
 
+# The demo learns (configs/demo.yaml: GRPO on synthetic lists, held-out ListAcc every 5 steps), then reports
+# its own run; the real-data run (fixture lists: machinery, not learning) is `aletheia-train --config configs/debug_cpu.yaml`.
+DEMO_OUT ?= /tmp/aletheia_demo
 demo: install
-	aletheia-train --config configs/debug_cpu.yaml
+	aletheia-train --config configs/demo.yaml output_dir=$(DEMO_OUT)
+	aletheia-eval report --runs $(DEMO_OUT) --out $(DEMO_OUT)/report
+	@echo "demo report: $(DEMO_OUT)/report/report.md and report.html (training curves, held-out ListAcc, cost per step)"
 
 test: install
 	$(PYTHON) -m pytest -ra --durations=15

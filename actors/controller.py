@@ -28,23 +28,27 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, Optional
 
 import ray
 from transformers import AutoTokenizer
 
 from aletheia_ray.actors.cluster import ray_session
+from aletheia_ray.actors.colocation import Colocation, call_engines, role_layouts
 from aletheia_ray.actors.group import ActorGroup
 from aletheia_ray.actors.memory_poll import PeakMemoryPoll
-from aletheia_ray.actors.learner import LearnerGroup
+from aletheia_ray.actors.learner import LearnerGroup, learner_bundles
 from aletheia_ray.actors.reference import ReferenceActor
 from aletheia_ray.actors.reward import RewardPool
 from aletheia_ray.actors.rollout import RolloutPool
+from aletheia_ray.actors.rollout_recovery import sync_with_recovery
 from aletheia_ray.actors.weight_sync.transports import WeightSync
 from aletheia_ray import checkpoint as ckpt
 from aletheia_ray.algorithms.advantages import ADVANTAGE_ESTIMATORS
 from aletheia_ray.batch import generations_to_batch, sequences_to_batch
 from aletheia_ray.config import config_to_dict, dump_config
+from aletheia_ray.eval_schedule import BestCheckpoint, best_step, eval_due
 from aletheia_ray.dynamic_sampling import ScoredRound, fill_batch, round_key
 from aletheia_ray.metrics import logprob_gap_metrics, mean_update_metrics, response_metrics
 from aletheia_ray.micro_batches import minibatch_rows
@@ -85,6 +89,8 @@ class Trainer:
         self.schedule = RolloutSchedule(self._generate, self.sampler, max_staleness=self.sync_policy.max_staleness,
                                         total_steps=cfg.trainer.total_steps)
         self.reference_group = ActorGroup("reference")  # the reference actor (created in start, if used)
+        self.colocation = None  # colocate.enabled: the placement group every GPU role shares (start)
+        self.learner_placement = None  # otherwise: the learner ranks' placement group, reserved first (start)
         self.learner = self.rollout = self.reference = self.rewards = self.sandbox = self.weight_sync = None
         self.memory_poll = PeakMemoryPoll(self._memory_actors)
 
@@ -118,28 +124,38 @@ class Trainer:
         dump_config(cfg, self.out / "config.yaml")
 
         r, l = cfg.rollout, cfg.learner
+        if cfg.colocate.enabled:  # one placement group, one bundle per GPU (actors/colocation.py)
+            self.colocation = Colocation(cfg.colocated_plan())
+            self.reference_group = self.colocation.reference_group()
+        rollout_at, learner_at, reference_at = role_layouts(cfg, self.colocation)
+        if self.colocation is None:  # the learner's group before the engines': a PACK learner gets whole nodes
+            self.learner_placement = ActorGroup("learner", learner_bundles(l.num_ranks, l.num_cpus_per_rank,
+                                                                           l.num_gpus_per_rank), l.placement_strategy)
+            learner_at["placement_group"] = self.learner_placement.placement_group
         with ThreadPoolExecutor(2) as pool:
-            rollout_f = pool.submit(RolloutPool, r.num_engines, rollout_model, num_cpus_per_engine=r.num_cpus_per_engine,
-                                    num_gpus_per_engine=r.num_gpus_per_engine,
+            rollout_f = pool.submit(RolloutPool, r.num_engines, rollout_model, **rollout_at,
                                     tensor_parallel_size=r.tensor_parallel_size, dtype=cfg.model.dtype,
                                     max_model_len=cfg.model.max_model_len, kv_cache_gb=r.kv_cache_gb,
                                     enforce_eager=r.enforce_eager, seed=cfg.seed,
-                                    engine_kwargs=r.engine_kwargs, num_threads_per_engine=r.num_threads_per_engine)
-            learner_f = pool.submit(LearnerGroup, l.num_ranks, self.model_path, num_cpus_per_rank=l.num_cpus_per_rank,
-                                    num_gpus_per_rank=l.num_gpus_per_rank, lr=l.lr, weight_decay=l.weight_decay,
+                                    engine_kwargs=r.engine_kwargs, num_threads_per_engine=r.num_threads_per_engine,
+                                    on_engine_failure=r.on_engine_failure, max_engine_restarts=r.max_engine_restarts)
+            if self.colocation is not None:  # vLLM takes its share of each GPU before the learner loads (docs/gpu.md)
+                rollout_f.result()
+            learner_f = pool.submit(LearnerGroup, l.num_ranks, self.model_path, **learner_at, lr=l.lr, weight_decay=l.weight_decay,
                                     warmup_steps=cfg.warmup_steps, grad_clip=l.grad_clip, micro_batch_size=l.micro_batch_size,
                                     dtype=cfg.model.dtype, attn_implementation=cfg.model.attn_implementation,
                                     backend=l.backend, seed=cfg.seed, call_timeout_s=l.call_timeout_s,
-                                    memory=l.memory_options(), num_threads_per_rank=l.num_threads_per_rank)
+                                    memory=l.memory_options(), num_threads_per_rank=l.num_threads_per_rank,
+                                    placement_strategy=l.placement_strategy,
+                                    on_nonfinite=l.on_nonfinite, max_nonfinite_skips=l.max_nonfinite_skips)
             if cfg.use_reference:
                 self.reference = self.reference_group.launch(
-                    ReferenceActor, self.ref_model, cfg.model.dtype,
-                    options={"num_cpus": cfg.reference.num_cpus, "num_gpus": cfg.reference.num_gpus},
+                    ReferenceActor, self.ref_model, cfg.model.dtype, **reference_at,
                     attn_implementation=cfg.model.attn_implementation,
                     micro_batch_size=cfg.reference.micro_batch_size or l.micro_batch_size,
                     max_tokens_per_micro_batch=cfg.reference.max_tokens_per_micro_batch or l.max_tokens_per_micro_batch,
                     logprob_chunk_tokens=l.logprob_chunk_tokens,
-                    num_threads=thread_budget(cfg.reference.num_cpus, cfg.reference.num_threads))
+                    num_threads=thread_budget(reference_at["options"]["num_cpus"], cfg.reference.num_threads))
             scorer = self.task.scorer(cfg)
             if scorer.runs_code:
                 from aletheia_ray.actors.sandbox import sandbox_pool  # the sandbox stack only when a task runs code
@@ -154,6 +170,7 @@ class Trainer:
                 raise RuntimeError(f"checkpoint {resume_dir}: learner state is at step {client_state.get('step')}, "
                                    f"controller state at step {self.state.step}")
         self.weight_sync = WeightSync(cfg.sync.transport, cfg.sync.bucket_mb, cfg.sync.timeout_s, backend=l.backend)
+        self.rollout.weight_loader = self._load_current_weights  # a replaced engine (actors/rollout_recovery.py)
 
     def restore_sampler(self, state: dict[str, Any]) -> None:
         self.sampler.load_state_dict(state)
@@ -169,6 +186,7 @@ class Trainer:
         rows = []
         if cs.lr is not None:
             self.learner.set_lr(cs.lr)
+        self._rollout_sleep()
         for s in range(cs.steps):
             idx = sampler.next_batch()
             completions = []
@@ -186,10 +204,28 @@ class Trainer:
             self.learner.set_lr(self.cfg.learner.lr)
         with open(self.out / "cold_start.jsonl", "w") as f:
             f.writelines(json.dumps(r) + "\n" for r in rows)
-        self.weight_sync.sync(self.learner, self.rollout)
+        self._sync_rollout()
         self._resync_reference(step=0)
         self.state.cold_start_done = True
         return rows[-1]
+
+    def _rollout_sleep(self) -> None:
+        """Colocated with ``colocate.sleep_rollout``: every engine releases its GPU memory for training
+        (vLLM sleep mode; nothing is generating: async_tis is refused with colocation)."""
+        if self.colocation is not None and self.cfg.colocate.sleep_rollout:
+            call_engines(self.rollout.engines, "sleep", self.cfg.colocate.sleep_level)
+
+    def _rollout_wake(self, tags: list[str]) -> None:
+        if self.colocation is not None and self.cfg.colocate.sleep_rollout:
+            call_engines(self.rollout.engines, "wake_up", tags)
+
+    def _sync_rollout(self) -> dict[str, float]:
+        """Learner -> engines; colocated: wake the weights, load them, then wake the KV cache (verl's
+        order: the cache is allocated again only once the new weights are in)."""
+        self._rollout_wake(["weights"])
+        sync = sync_with_recovery(self.weight_sync, self.learner, self.rollout)
+        self._rollout_wake(["kv_cache"])
+        return sync
 
     def _resync_reference(self, step: int) -> None:
         """Reference := current policy; its weights are also kept on disk for checkpoints."""
@@ -200,6 +236,17 @@ class Trainer:
         shutil.rmtree(self.ref_model, ignore_errors=True)
         self.learner.save_hf(self.ref_model)
         self.state.ref_synced_step = step
+
+    def _load_current_weights(self, engine_indices: list[int]) -> None:
+        """Load the learner's current weights into replaced rollout engines (object store, whatever
+        ``sync.transport`` is: the next regular sync builds a new collective group with them). Only
+        right when the engines hold the learner's weights, i.e. no update runs during generation."""
+        if self.sync_policy.max_staleness:
+            raise RuntimeError("async_tis generates while the learner updates: the weights the rest of the batch "
+                               "comes from are no longer on the learner; resume from the last checkpoint")
+        s = self.cfg.sync
+        replaced = SimpleNamespace(engines=[self.rollout.engines[i] for i in engine_indices])
+        WeightSync("object_store", s.bucket_mb, s.timeout_s).sync(self.learner, replaced)
 
     def _generate(self, step: int, idx: list[int]):
         r, a = self.cfg.rollout, self.cfg.algorithm
@@ -222,7 +269,7 @@ class Trainer:
         results = []
         for part in parts:
             results.append(self.learner.train_step(part, self.algorithm, settings,
-                                                   temperature=self.cfg.rollout.temperature))
+                                                   temperature=self.cfg.rollout.temperature, step=step))
             self.state.updates += 1
         return results[0] if n == 1 else mean_update_metrics(results)
 
@@ -247,6 +294,7 @@ class Trainer:
     def rl_step(self, step: int) -> dict[str, Any]:
         cfg = self.cfg
         timer = StageTimer()
+        restarts = self.rollout.recovery.restarts
         with timer("step"):
             rollout = self.schedule.batch_for(step)
             with timer("gen_wait"):
@@ -264,12 +312,13 @@ class Trainer:
             trained, filter_metrics = self._filter(kept)
             metrics.update(filter_metrics)
             actor, batch = {"actor/skipped_update": 1.0}, None
+            self._rollout_sleep()  # colocated: the GPUs are the learner's until the sync
             if trained:
                 batch, actor = self._train(step, trained, metrics, timer, stale=staleness > 0)
             with timer("gen_wait"):  # generation and weight loading never overlap
                 self.schedule.wait_for_next()
             with timer("sync"):
-                sync = self.weight_sync.sync(self.learner, self.rollout)
+                sync = self._sync_rollout()
                 self.schedule.weights_loaded(self.state.updates)
             if self.reference is not None and cfg.reference.sync_steps and step % cfg.reference.sync_steps == 0:
                 with timer("ref_sync"):
@@ -282,6 +331,7 @@ class Trainer:
         metrics.update({k: v for k, v in sync.items() if k != "timing_s/sync"})
         metrics.update(timer.with_other("step"))
         metrics.update(self.memory_poll.collect())
+        metrics["rollout/engine_restarts"] = float(self.rollout.recovery.restarts - restarts)
         metrics.update({"timing_s/gen": gen_seconds, "perf/throughput": tokens / timer.times["timing_s/step"],
                         "perf/gen_tokens_per_s": sum(len(g.response_ids) for g in gens) / gen_seconds,
                         "perf/total_num_tokens": tokens, "epoch": rollout.epoch,
@@ -342,19 +392,24 @@ class Trainer:
         pending = self.schedule.pending()  # async_tis: the next batch, already generated
         if pending is not None:
             ckpt.save_pending_rollout(d, pending)
-        ckpt.mark_complete(d)
+        ckpt.fault_pause_in_save(d, step)  # tests only (ALETHEIA_FAULT_PAUSE_IN_SAVE): a kill before COMPLETE
+        ckpt.mark_complete(d)  # fsyncs every file, then writes COMPLETE atomically
+        ckpt.prune_checkpoints(self.out, self.cfg.trainer.keep_last, keep_steps=(step, best_step(self.out)))
         return d
 
     def evaluate(self) -> dict[str, float]:
-        """Accuracy of the final policy on the task's held-out items (synthetic: lists of another seed),
-        one sample each at the evaluation T/top-p, scored by the task's reward."""
-        e = self.cfg.evaluation
-        heldout = self.task.heldout(self.cfg, self.tokenizer)
-        gens = self.rollout.generate(heldout.prompt_ids, n=1, temperature=e.temperature, top_p=e.top_p,
+        """The current policy on the task's held-out items (loaded once): ``evaluation.num_samples``
+        each at the evaluation T/top-p, scored by the task's reward -> ``eval/*`` (``Task.heldout_metrics``)."""
+        e, start = self.cfg.evaluation, time.perf_counter()
+        if getattr(self, "heldout", None) is None:
+            self.heldout = self.task.heldout(self.cfg, self.tokenizer)
+            log.warning("held-out evaluation: %d %s (%s)", len(self.heldout.items), self.task.item_noun,
+                        self.heldout.report)
+        gens = self.rollout.generate(self.heldout.prompt_ids, n=e.num_samples, temperature=e.temperature, top_p=e.top_p,
                                      max_new_tokens=self.cfg.rollout.max_new_tokens, seed=self.cfg.seed + 7)
-        scored = self.rewards.score(gens, heldout.reward_items)
-        return {"eval/list_acc": scored["reward/list_acc"], "eval/parse_rate": scored["reward/parse_rate"],
-                "eval/random_baseline": self.task.random_baseline(heldout.items), "eval/num_lists": len(heldout.items)}
+        self.rewards.score(gens, self.heldout.reward_items)
+        return {**self.task.heldout_metrics(self.heldout.items, gens, e.num_samples),
+                "timing_s/eval": time.perf_counter() - start}
 
     def _memory_actors(self) -> dict[str, Any]:
         actors = {f"learner_rank{r}": rank for r, rank in enumerate(self.learner.ranks)}
@@ -382,16 +437,23 @@ class Trainer:
                 extra.update({f"cold_start/{k}": v for k, v in self.cold_start().items() if isinstance(v, float)})
             extra.update(self.prepare())
             last = t.total_steps if t.stop_after_steps is None else min(t.total_steps, start + t.stop_after_steps)
+            e = cfg.evaluation  # held-out eval/* go into the step's own record; best.json marks checkpoints
+            best, evaluated = (BestCheckpoint(self.out, e.metric, e.mode) if e.enabled else None), None
             for step in range(start + 1, last + 1):
-                tracker.log(step, self.rl_step(step))
+                metrics = self.rl_step(step)
+                if best is not None and eval_due(step, every_steps=e.every_steps, total_steps=t.total_steps):
+                    evaluated = self.evaluate()
+                    best.observe(step, evaluated)
+                    metrics.update(evaluated)
+                tracker.log(step, metrics)
                 self.state.step = step
                 if t.save_steps and step % t.save_steps == 0:
-                    self.save(step)
+                    self._save_marked(step, best)
             if t.save_final and self.state.step == t.total_steps and not (ckpt.step_dir(self.out, t.total_steps)
                                                                           / ckpt.COMPLETE).exists():
-                self.save(t.total_steps)
-            if cfg.evaluation.enabled and self.state.step == t.total_steps:
-                extra.update(self.evaluate())
+                self._save_marked(t.total_steps, best)
+            if best is not None and self.state.step == t.total_steps:  # None: resumed after the last step
+                extra.update(evaluated if evaluated is not None else self.evaluate())
         finally:
             extra["final_step"] = self.state.step
             if self.learner is not None and self.rollout is not None:
@@ -402,12 +464,22 @@ class Trainer:
             summary = tracker.close(extra)
         return summary
 
+    def _save_marked(self, step: int, best: Optional[BestCheckpoint]) -> None:
+        """Save a checkpoint, then record it in best.json (by the latest evaluation) if evaluating."""
+        self.save(step)
+        if best is not None:
+            best.on_save(step)
+
     def shutdown(self) -> None:
         self.schedule.shutdown()
         for part in (self.rollout, self.learner, self.rewards, self.sandbox):  # sandbox: closes its slots too
             if part is not None:
                 part.shutdown()
         self.reference_group.shutdown()
+        if self.learner_placement is not None:
+            self.learner_placement.shutdown()
+        if self.colocation is not None:  # the shared placement group, after every actor in it
+            self.colocation.shutdown()
 
 
 def train(cfg: TrainConfig, trainer_cls: type = Trainer) -> dict[str, Any]:

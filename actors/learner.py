@@ -19,6 +19,7 @@ as possible) and removes it on ``shutdown``; a given one is used as is and left 
 """
 from __future__ import annotations
 
+import math
 import os
 import socket
 import time
@@ -37,6 +38,7 @@ from aletheia_ray.memory_options import (MemoryOptions, deepspeed_config, enable
                                          make_optimizer, peak_memory_gb)
 from aletheia_ray.metrics import add_gap_sums, gap_metrics_from_sums, logprob_gap_sums
 from aletheia_ray.micro_batches import micro_batches, near_equal_bounds, plan_micro_batches
+from aletheia_ray.nonfinite import NonFiniteGuard, backward_scale, rank_report
 from aletheia_ray.threads import apply_thread_budget, thread_budget, thread_report
 from aletheia_ray.actors.group import ActorGroup
 from aletheia_ray.actors.weight_sync.sender import WeightSenderMixin
@@ -104,6 +106,7 @@ class LearnerRank(WeightSenderMixin):
         self.engine = None
         self.device: Optional[torch.device] = None
         self._full_weights: Optional[dict[str, torch.Tensor]] = None  # ZeRO-3: rank 0's gathered copy
+        self._train_calls = 0  # train_step calls so far (names the call in the test-only fault injection)
 
     def master_address(self) -> tuple[str, int]:
         """Rank 0 picks the rendezvous address (its node IP) and a free port."""
@@ -176,6 +179,8 @@ class LearnerRank(WeightSenderMixin):
         weights = [weight] * len(micro) + [0.0] * (num_micro_batches - len(micro))
         micro += [micro[-1]] * (num_micro_batches - len(micro))
         sums: dict[str, float] = {}
+        self._train_calls += 1
+        loss_finite = True  # a non-finite loss NaN-scales its backward: DeepSpeed then skips the step (nonfinite.py)
         gap: Optional[dict[str, float]] = None  # engine vs this update's logprobs, when no old-logprob pass ran
         for i, (mb, weight) in enumerate(zip(micro, weights)):
             mb = mb.to(self.device)
@@ -186,18 +191,22 @@ class LearnerRank(WeightSenderMixin):
                                                 num_chunks=head_calls[i] if head_calls else None)
             mb_loss, metrics = loss_fn(logprobs, mb, global_num_tokens=global_num_tokens,
                                        global_num_sequences=global_num_sequences, **loss_kwargs)
-            engine.backward(mb_loss * (weight * self.world_size))
-            engine.step()
             metrics["loss"] = float(mb_loss.detach())
+            loss_finite = loss_finite and math.isfinite(metrics["loss"])
+            engine.backward(mb_loss * backward_scale(metrics["loss"], weight * self.world_size, rank=self.rank,
+                                                     call=self._train_calls))
+            engine.step()
             metrics["entropy"] = float(masked_sum(entropy, mb.loss_mask)) / global_num_tokens
             for key, value in metrics.items():
                 sums[key] = sums.get(key, 0.0) + weight * value
             if weight > 0 and mb.old_logprobs is None and mb.rollout_logprobs is not None:
                 gap = add_gap_sums(gap, logprob_gap_sums(logprobs.detach(), mb.rollout_logprobs, mb.loss_mask))
         grad_norm = engine.get_global_grad_norm()
+        grad_norm = float(grad_norm) if grad_norm is not None else None
         self._gather_full_weights()
-        return {_ADDITIVE: sums, "grad_norm": float(grad_norm) if grad_norm is not None else float("nan"),
-                "lr": float(engine.get_lr()[0]), "rollout_gap": gap}
+        return {_ADDITIVE: sums, "grad_norm": float("nan") if grad_norm is None else grad_norm,
+                "lr": float(engine.get_lr()[0]), "rollout_gap": gap,
+                "nonfinite": rank_report(loss_finite=loss_finite, applied=engine.was_step_applied(), grad_norm=grad_norm)}
 
     def set_lr(self, lr: float) -> float:
         """A new peak learning rate from the next optimizer step on (the warm-up schedule goes on)."""
@@ -268,13 +277,15 @@ class LearnerGroup:
                  attn_implementation: str = "sdpa", backend: str = "gloo", seed: int = 0,
                  call_timeout_s: Optional[float] = None, placement_strategy: str = "PACK",
                  ready_timeout_s: float = 600, memory: Optional[MemoryOptions] = None,
-                 num_threads_per_rank: Optional[int] = None):
+                 num_threads_per_rank: Optional[int] = None, on_nonfinite: str = "skip",
+                 max_nonfinite_skips: Optional[int] = 5):
         if num_ranks < 1 or micro_batch_size < 1:
             raise ValueError(f"num_ranks ({num_ranks}) and micro_batch_size ({micro_batch_size}) must be >= 1")
         if dtype not in DTYPES:
             raise ValueError(f"unknown dtype {dtype!r}; choose one of {sorted(DTYPES)}")
         self.num_ranks = num_ranks
         self.call_timeout_s = call_timeout_s
+        self.nonfinite, self.updates = NonFiniteGuard(on_nonfinite, max_nonfinite_skips), 0  # learner.on_nonfinite
         self.memory = memory or MemoryOptions()
         if placement_group is not None and placement_group.bundle_count < num_ranks:
             raise ValueError(f"placement group has {placement_group.bundle_count} bundles for {num_ranks} learner ranks")
@@ -330,10 +341,11 @@ class LearnerGroup:
         return torch.cat(parts, dim=0)
 
     def train_step(self, batch: TrainBatch, loss: Union[str, Algorithm], loss_kwargs: Optional[dict] = None, *,
-                   temperature: float = 1.0) -> dict[str, float]:
+                   temperature: float = 1.0, step: Optional[int] = None) -> dict[str, float]:
         """One optimizer step over the whole batch with an algorithm's loss (its registry entry or
         name); returns ``actor/*`` metrics. A batch with fewer rows than ranks (a sample filter kept
-        few) leaves the other ranks idle with weight 0."""
+        few) leaves the other ranks idle with weight 0. A non-finite loss or gradient norm is never
+        applied (``learner.on_nonfinite``, aletheia_ray/nonfinite.py); ``step`` names it in errors."""
         loss_kwargs = dict(loss_kwargs or {})
         name = loss if isinstance(loss, str) else loss.name
         algorithm = check_loss_kwargs(name, loss_kwargs)  # fail here, not inside a collective on one rank
@@ -353,7 +365,9 @@ class LearnerGroup:
                                    temperature=temperature, head_calls=head_calls, weight=w, rows_per_unit=unit)
             for rank, s, w in zip(self.ranks, shards, weights)
         ], "train_step")
-        metrics: dict[str, float] = {}
+        self.updates += 1
+        where = f"learner update {self.updates}" + (f" (RL step {step})" if step is not None else "")
+        metrics: dict[str, float] = self.nonfinite.check([r["nonfinite"] for r in results], where)
         for result in results:
             for key, value in result[_ADDITIVE].items():
                 metrics[f"actor/{key}"] = metrics.get(f"actor/{key}", 0.0) + value

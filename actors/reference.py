@@ -46,6 +46,12 @@ class ReferenceActor:
     def peak_memory(self) -> dict[str, float]:
         return peak_memory_gb()
 
+    def placement(self) -> dict:
+        """Where Ray put this actor (placement group id in hex or None, node id, GPU ids)."""
+        ctx = ray.get_runtime_context()
+        return {"placement_group_id": ctx.get_placement_group_id(), "node_id": ctx.get_node_id(),
+                "gpu_ids": ray.get_gpu_ids()}
+
     def threads(self) -> dict:
         return thread_report()
 

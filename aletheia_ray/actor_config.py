@@ -22,12 +22,20 @@ class RolloutConfig(StrictModel):
     num_threads_per_engine: Optional[int] = Field(None, gt=0)
     num_gpus_per_engine: float = Field(0.0, ge=0)
     tensor_parallel_size: int = Field(1, gt=0)
-    kv_cache_gb: float = Field(1.0, gt=0)
+    kv_cache_gb: float = Field(1.0, gt=0)  # CPU only (VLLM_CPU_KVCACHE_SPACE)
+    # GPU only: vLLM's share of its GPU's memory (weights + KV cache); lower it when other roles share
+    # the GPU through fractional num_gpus (configs/gpu_smoke.yaml). Colocated: colocate.gpu_memory_utilization
+    gpu_memory_utilization: float = Field(0.85, gt=0, le=1)
     enforce_eager: bool = True
     temperature: float = Field(1.0, gt=0)
     top_p: float = Field(1.0, gt=0, le=1)
     max_new_tokens: int = Field(256, gt=0)  # the response budget (paper: 16k)
     engine_kwargs: dict[str, Any] = {}  # extra vllm.LLM arguments (on CPU RolloutPool turns chunked prefill off unless set here)
+    # an engine whose process died: restart = replace it in its bundle, load the current weights, re-send its
+    # prompts with the same seeds (at most max_engine_restarts times per run); stop = fail naming it
+    # (actors/rollout_recovery.py, docs/training.md "Process failures")
+    on_engine_failure: Literal["restart", "stop"] = "restart"
+    max_engine_restarts: int = Field(3, ge=0)
 
 
 class LearnerConfig(StrictModel):
@@ -49,9 +57,18 @@ class LearnerConfig(StrictModel):
     offload_optimizer: bool = False  # fp32 master weights + Adam states in host memory
     offload_params: bool = False  # ZeRO-3 only: parameters in host memory between uses
     backend: Literal[COLLECTIVE_BACKENDS] = "gloo"
+    # Ray strategy of the ranks' placement group (one bundle per rank): PACK = as few nodes as
+    # possible, SPREAD = over as many nodes as possible (STRICT_*: or fail). docs/gpu.md
+    placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
     # a learner call (update, logprobs, checkpoint) that has not finished by then is a hang: fail
     # naming the silent ranks instead of waiting forever
     call_timeout_s: float = Field(3600.0, gt=0)
+    # a non-finite loss or gradient norm: the update is never applied (DeepSpeed's overflow skip, on
+    # every rank; aletheia_ray/nonfinite.py). skip: record it and go on, but stop at the
+    # (max_nonfinite_skips + 1)-th skipped update in a row (None: never); stop: fail at once naming
+    # the step, the rank(s) and the quantity
+    on_nonfinite: Literal["skip", "stop"] = "skip"
+    max_nonfinite_skips: Optional[int] = Field(5, ge=0)
 
     @field_validator("offload_params")
     @classmethod

@@ -6,7 +6,8 @@
         reference/            reference weights as HF dir, only once the reference was re-synced
         controller_state.pt   ControllerState (torch.save; RNG states are tensors/tuples)
         pending_rollout.json  async_tis only: the next step's batch, already generated
-        COMPLETE              written last: a directory without it is ignored by ``latest_checkpoint``
+        COMPLETE              written last (after fsyncing every file, atomically): a directory
+                              without it is ignored by ``latest_checkpoint`` and removed on resume
 
 The controller (``actors/controller.py``) fills the directories; this module only names them
 and (de)serialises the controller's own state, so it stays free of Ray.
@@ -14,12 +15,15 @@ and (de)serialises the controller's own state, so it stays free of Ray.
 from __future__ import annotations
 
 import json
+import logging
+import os
 import random
 import re
 import shutil
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterable, Optional
 
 import numpy as np
 import torch
@@ -30,7 +34,9 @@ CHECKPOINTS = "checkpoints"
 COMPLETE = "COMPLETE"
 STATE_FILE = "controller_state.pt"
 PENDING_FILE = "pending_rollout.json"
+FAULT_PAUSE_ENV = "ALETHEIA_FAULT_PAUSE_IN_SAVE"  # tests only: see fault_pause_in_save
 _STEP_DIR = re.compile(r"^step_(\d+)$")
+log = logging.getLogger("aletheia_ray.checkpoint")
 
 
 @dataclass
@@ -55,15 +61,8 @@ def step_dir(output_dir: str | Path, step: int) -> Path:
 
 def latest_checkpoint(output_dir: str | Path) -> Optional[Path]:
     """The complete checkpoint with the highest step, or None."""
-    root = Path(output_dir) / CHECKPOINTS
-    if not root.is_dir():
-        return None
-    found = []
-    for child in root.iterdir():
-        match = _STEP_DIR.match(child.name)
-        if match and (child / COMPLETE).exists():
-            found.append((int(match.group(1)), child))
-    return max(found)[1] if found else None
+    found = complete_checkpoints(output_dir)
+    return found[-1][1] if found else None
 
 
 def capture_rng_state() -> dict[str, Any]:
@@ -108,8 +107,82 @@ def load_pending_rollout(directory: str | Path) -> Optional[dict[str, Any]]:
     return data
 
 
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def mark_complete(directory: str | Path) -> None:
-    (Path(directory) / COMPLETE).write_text("ok\n")
+    """Make every file of the checkpoint durable, then write ``COMPLETE`` atomically: each file
+    (all closed: the writers returned) and directory is fsynced, the marker goes to a temporary
+    name, is fsynced, renamed (``os.replace``) and the directory fsynced again. A kill or power
+    loss at any point leaves either no marker or a marker over complete, durable files."""
+    directory = Path(directory)
+    for root, dirs, files in os.walk(directory):
+        for name in files:
+            _fsync(Path(root) / name)
+        _fsync(Path(root))
+    tmp = directory / f".{COMPLETE}.tmp"
+    with open(tmp, "w") as f:
+        f.write("ok\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, directory / COMPLETE)
+    _fsync(directory)
+
+
+def fault_pause_in_save(directory: str | Path, step: int) -> None:
+    """FAULT INJECTION for tests only: with ``ALETHEIA_FAULT_PAUSE_IN_SAVE=<step>`` in the environment,
+    the save of that step blocks here (after every file, before ``COMPLETE``) after creating
+    ``FAULT_PAUSED_IN_SAVE`` in the step directory, so a test can kill the run mid-save."""
+    if os.environ.get(FAULT_PAUSE_ENV) != str(step):
+        return
+    (Path(directory) / "FAULT_PAUSED_IN_SAVE").write_text(f"{os.getpid()}\n")
+    log.warning("%s=%d: fault injection, the save of step %d blocks before COMPLETE until killed",
+                FAULT_PAUSE_ENV, step, step)
+    while True:
+        time.sleep(3600)
+
+
+def complete_checkpoints(output_dir: str | Path) -> list[tuple[int, Path]]:
+    """(step, directory) of every complete checkpoint, oldest first."""
+    root = Path(output_dir) / CHECKPOINTS
+    if not root.is_dir():
+        return []
+    found = []
+    for child in root.iterdir():
+        match = _STEP_DIR.match(child.name)
+        if match and (child / COMPLETE).exists():
+            found.append((int(match.group(1)), child))
+    return sorted(found)
+
+
+def prune_checkpoints(output_dir: str | Path, keep_last: Optional[int],
+                      keep_steps: Iterable[Optional[int]] = ()) -> list[Path]:
+    """``trainer.keep_last``: delete the complete checkpoints older than the newest ``keep_last``,
+    except those of ``keep_steps`` (the one just written, the evaluation's best; None entries are
+    ignored). Incomplete directories are left alone (a save may be under way; resume removes them).
+    Each victim loses its ``COMPLETE`` marker first, so a kill during the deletion leaves an
+    incomplete directory that resume ignores and removes, never a 'complete' one with files
+    missing. Returns the deleted directories, oldest first."""
+    if keep_last is None:
+        return []
+    if keep_last < 1:
+        raise ValueError(f"trainer.keep_last must be >= 1 or None, got {keep_last}")
+    found = complete_checkpoints(output_dir)
+    protected = {step for step, _ in found[-keep_last:]} | {s for s in keep_steps if s is not None}
+    removed = []
+    for step, path in found:
+        if step not in protected:
+            (path / COMPLETE).unlink()
+            shutil.rmtree(path)
+            removed.append(path)
+    if removed:
+        log.warning("trainer.keep_last=%d: removed checkpoints %s", keep_last, [p.name for p in removed])
+    return removed
 
 
 def remove_incomplete(output_dir: str | Path) -> list[Path]:

@@ -21,6 +21,8 @@ from aletheia_ray.algorithms.registry import ALGORITHMS, Algorithm, SettingError
 from aletheia_ray.algorithms.schedules import warmup_steps
 from aletheia_ray.causal_lm import ATTN_IMPLEMENTATIONS, DTYPES
 from aletheia_ray.config import StrictModel, key_error
+from aletheia_ray.placement import (ColocateConfig, ColocatedPlan, check_colocation, colocated_rows,
+                                    colocation_plan)
 from aletheia_ray.prompts import STYLES
 from aletheia_ray.sync.modes import SYNC_MODES, SyncPolicy, make_sync_policy
 from aletheia_ray.tasks import TASKS, Task, get_task
@@ -176,12 +178,32 @@ class ColdStartConfig(StrictModel):
 
 
 class EvaluationConfig(StrictModel):
-    """End-of-run ListAcc on held-out synthetic lists (data.kind: synthetic), sampled like the paper."""
+    """Held-out evaluation on the rollout pool, sampled like the paper (T 0.6, top-p 0.95, k samples):
+    after the last step and every ``every_steps`` steps, logged as ``eval/*`` in that step's record
+    (``aletheia_ray/eval_schedule.py``); checkpoints/best.json names the best checkpoint by ``metric``."""
 
     enabled: bool = False
-    num_lists: int = Field(64, gt=0)
+    every_steps: int = Field(0, ge=0)  # 0: only after the last step
+    # held-out items: data.kind synthetic makes its own (lists of another seed) unless this is set;
+    # lists | pairs: a verifier-lists JSONL/parquet; codegen: a problems JSONL(.gz)
+    data_path: Optional[str] = None
+    num_lists: int = Field(64, gt=0)  # synthetic: lists made; data_path: the first N items kept by the data filters
+    num_samples: int = Field(1, gt=0)  # k per item: eval/<accuracy> is the mean over them, + SC@k / pass@k if k > 1
     temperature: float = Field(0.6, gt=0)
     top_p: float = Field(0.95, gt=0, le=1)
+    metric: Optional[str] = None  # marks the best checkpoint; None: the task's accuracy (eval/list_acc, ...)
+    mode: Literal["max", "min"] = "max"
+
+    @field_validator("data_path")
+    @classmethod
+    def _existing_eval_path(cls, value: Optional[str]) -> Optional[str]:
+        return None if value is None else resolve_input_path(value, "evaluation.data_path")
+
+    @model_validator(mode="after")
+    def _every_needs_enabled(self):
+        if self.every_steps and not self.enabled:
+            raise key_error("every_steps", self.every_steps, "evaluation.every_steps needs evaluation.enabled=true")
+        return self
 
 
 class PreferenceConfig(StrictModel):
@@ -211,6 +233,8 @@ class TrainerConfig(StrictModel):
     save_final: bool = True
     resume: bool = False  # continue from the latest checkpoint in output_dir
     stop_after_steps: Optional[int] = Field(None, gt=0)  # end this process early (pre-emption drill)
+    # after a checkpoint is complete, delete older complete ones beyond the newest keep_last (None: keep all)
+    keep_last: Optional[int] = Field(None, ge=1)
 
 
 class LoggingConfig(StrictModel):
@@ -237,6 +261,7 @@ class TrainConfig(StrictModel):
     evaluation: EvaluationConfig = EvaluationConfig()
     logging: LoggingConfig = LoggingConfig()
     ray: RayConfig = RayConfig()
+    colocate: ColocateConfig = ColocateConfig()  # one placement group for every GPU role (placement.py)
 
     # Field validators (not the model validator below) so that errors name the key and its file.
     @field_validator("reward")
@@ -262,6 +287,24 @@ class TrainConfig(StrictModel):
                              f"use one of {allowed}")
         return cold_start
 
+    @field_validator("evaluation")
+    @classmethod
+    def _evaluation_fits_task(cls, evaluation: EvaluationConfig, info) -> EvaluationConfig:
+        data = info.data.get("data")
+        if data is None or not evaluation.enabled:
+            return evaluation
+        if evaluation.data_path is None and not data.task.has_heldout:
+            raise key_error("data_path", None, f"evaluation.enabled: data.kind {data.kind!r} has no held-out set of "
+                                               f"its own; set evaluation.data_path to a held-out file")
+        keys = data.task.eval_keys(evaluation.num_samples)
+        if evaluation.metric is None:
+            evaluation.metric = keys[0]
+        elif evaluation.metric not in keys:
+            raise key_error("metric", evaluation.metric, f"evaluation.metric {evaluation.metric!r} is not reported by "
+                                                         f"data.kind {data.kind!r} with evaluation.num_samples="
+                                                         f"{evaluation.num_samples}; it reports {list(keys)}")
+        return evaluation
+
     @model_validator(mode="after")
     def _consistent(self):
         if self.reward.overlong.enabled and self.reward.overlong.cache > self.rollout.max_new_tokens:
@@ -286,9 +329,8 @@ class TrainConfig(StrictModel):
             takes = sorted(name for name, entry in ALGORITHMS.items() if entry.takes_tis)
             raise ValueError(f"TIS (algorithm.sync_mode={a.sync_mode}, algorithm.tis_cap) is applied by the loss of "
                              f"{takes}; algorithm.loss={a.loss!r} has no TIS weights")
-        if self.evaluation.enabled and not self.data.task.has_heldout:
-            raise ValueError(f"evaluation.enabled: data.kind {self.data.kind!r} has no held-out set for the end-of-run "
-                             "evaluation (use aletheia-eval run on the final checkpoint)")
+        if self.colocate.enabled:
+            check_colocation(self)  # errors name the colocate.* / rollout.* / learner.* keys
         return self
 
     def _check_offline(self) -> None:
@@ -329,7 +371,11 @@ class TrainConfig(StrictModel):
         else:
             rows.append({"role": "reward actor", "count": rw.num_actors, "cpus": rw.num_cpus_per_actor, "gpus": 0.0,
                          "note": f"reward.fn={scorer.fn}"})
-        return rows
+        return colocated_rows(rows, self.colocated_plan()) if self.colocate.enabled else rows
+
+    def colocated_plan(self) -> ColocatedPlan:
+        """Who sits in which bundle of the shared placement group (``colocate.enabled``; placement.py)."""
+        return colocation_plan(self)
 
     @property
     def use_reference(self) -> bool:

@@ -12,6 +12,8 @@ import sys
 from typing import Optional, Sequence
 
 SUBCOMMAND_MODULES = ["aletheia_ray.launch.eval_score", "aletheia_ray.launch.eval_run"]
+SUBCOMMAND_MODULES.append("aletheia_ray.launch.eval_bias")  # aletheia-eval bias (per-modification Adv vs Heldout)
+SUBCOMMAND_MODULES.append("aletheia_ray.launch.eval_report")  # aletheia-eval report / cost (tables, figures, $ per step)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,6 +10,7 @@ import tempfile
 import pytest
 
 from aletheia_ray import checkpoint as ckpt
+from aletheia_ray.run_checks import check_run
 from aletheia_ray.tracking import read_metrics
 from e2e_helpers import SYNTHETIC_CONFIG, kill_processes, processes_of, run_train
 
@@ -53,6 +54,8 @@ def test_async_tis_trains_on_batches_generated_one_update_behind(async_run):
         assert r["timing_s/gen"] > 0 and r["timing_s/gen_wait"] >= 0 and r["sync/bytes"] > 0
     assert ckpt.load_pending_rollout(ckpt.step_dir(async_run, 1))["step"] == 2
     assert ckpt.load_pending_rollout(ckpt.step_dir(async_run, 3)) is None  # nothing after the last step
+    assert check_run(async_run, steps=3, sync_mode="async_tis") == []  # what scripts/gpu_smoke.sh checks on a GPU
+    assert check_run(async_run, steps=3, sync_mode="on_policy") != []  # the checker tells the modes apart
 
 
 def test_async_tis_resume_reuses_the_pending_batch_and_repeats_the_run(async_run, tmp_path):
@@ -85,3 +88,4 @@ def test_batch_online_makes_several_gspo_updates_per_generated_batch(tmp_path):
         # weights that moved, so GSPO's tight clip (4e-4) catches sequences: the mean is > 0
         assert r["actor/pg_clipfrac"] > 0, r
         assert r["rollout/logprob_abs_diff_mean"] < 1e-3  # synced after the last update
+    assert check_run(out, steps=2, sync_mode="batch_online", updates_per_generation=2) == []

@@ -10,6 +10,7 @@ import subprocess
 import pytest
 
 from aletheia_ray import checkpoint as ckpt
+from aletheia_ray.run_checks import check_run
 from aletheia_ray.tracking import read_metrics
 from e2e_helpers import (REPO, SYNTHETIC_CONFIG, kill_processes, kill_run_when, processes_of, ray_temp_dir,
                          run_train_in_own_ray, train_command)
@@ -53,6 +54,7 @@ def test_debug_config_runs_end_to_end_and_writes_metrics(straight_run):
     assert (out / "cold_start.jsonl").read_text().count("\n") == 40  # debug_cpu_synthetic.yaml: 40 cold-start steps
     assert list((out / "wandb").glob("offline-run-*"))
     assert leftovers == [], f"Ray processes left behind: {leftovers}"
+    assert check_run(out, steps=4, sync_mode="on_policy") == []  # what scripts/gpu_smoke.sh checks on a GPU
 
 
 def test_hf_export_loads_in_transformers(straight_run):

@@ -20,7 +20,7 @@ def load(name: str, *overrides: str) -> TrainConfig:
 
 def test_the_rows_that_train_today_are_all_there():
     assert ROWS == ["bo_grpo.yaml", "dpo_sft_baseline.yaml", "dpo_think.yaml", "grpo_instruct.yaml",
-                    "grpo_think_16k.yaml", "grpo_think_4k.yaml", "grpo_think_8k.yaml", "list_sc.yaml", "pair_em.yaml",
+                    "grpo_think_16k.yaml", "grpo_think_16k_8gpu_colocated.yaml", "grpo_think_4k.yaml", "grpo_think_8k.yaml", "list_sc.yaml", "pair_em.yaml",
                     "pair_sc.yaml", "raft.yaml"]
 
 

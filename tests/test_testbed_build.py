@@ -25,9 +25,10 @@ SPLITS = ("train", "heldout", "strong", "hard", "adv")
 OUTPUTS = [f"{s}.{ext}" for s in SPLITS for ext in ("jsonl", "parquet")] + ["stats.md", "summary.json"]
 
 
-def _cfg(*overrides):
-    return load_config(CONFIG, ["adversarial.verify_sample=0", "adversarial.verify_per_transform=0", *overrides],
-                       schema=TestbedConfig)
+def _cfg(*overrides):  # these tests cover adversarial.mode=combined; per_modification (the default):
+    # tests/test_testbed_adversarial_per_modification.py
+    return load_config(CONFIG, ["adversarial.verify_sample=0", "adversarial.verify_per_transform=0",
+                                "adversarial.mode=combined", *overrides], schema=TestbedConfig)
 
 
 @pytest.fixture(scope="module")

@@ -31,8 +31,10 @@ CANDIDATES = SHARED_DATA / "humaneval_scored_candidates_dev.jsonl"
 CONFIG = REPO_ROOT / "configs" / "testbed.yaml"
 
 MARK = "__BROKEN__ = 1"
+# combined Adv mode: splits.adv_size lists with one positive + one negative transform each (these
+# tests are about failure paths, not the per-modification Adv sets, which build 12x more lists)
 FAST = ["--set", "adversarial.verify_sample=0", "--set", "adversarial.verify_per_transform=0",
-        "--set", "splits.adv_size=24"]
+        "--set", "splits.adv_size=24", "--set", "adversarial.mode=combined"]
 
 
 def _fake_runner(subs):
@@ -51,7 +53,7 @@ def broken_minification(monkeypatch):
 
 def _cfg(*overrides):
     return load_config(CONFIG, ["adversarial.verify_sample=0", "adversarial.verify_per_transform=1",
-                                "splits.adv_size=24", *overrides], schema=TestbedConfig)
+                                "splits.adv_size=24", "adversarial.mode=combined", *overrides], schema=TestbedConfig)
 
 
 def _args(out, *extra):

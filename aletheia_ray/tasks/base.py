@@ -6,7 +6,9 @@ A task (``data.kind`` names it, ``aletheia_ray.tasks.TASKS``) supplies:
   * ``cold_start_text(item, targets, style, reasoning, rng, fn)``: the SFT target of an item (in the
     answer format of reward ``fn``);
   * ``scorer(cfg)``: the reward (``aletheia_ray.rewards``: ``VerdictScorer`` | ``PassRateScorer``);
-  * ``heldout(cfg, tokenizer)``: held-out items for the end-of-run evaluation (``has_heldout``);
+  * ``heldout(cfg, tokenizer)``: held-out items for the evaluation (``evaluation.data_path``, or a
+    set of its own: ``has_heldout``), ``heldout_metrics(items, gens, k)`` over their scored samples and
+    ``eval_keys(k)`` naming what that reports (``aletheia_ray.eval_schedule``);
   * what it accepts in the config (``reward_fns``: the first is the default of ``reward.fn``;
     ``cold_start_targets``; ``needs_train_path``), checked at config load time.
 The controller, the config and the actors never branch on the task's name.
@@ -17,6 +19,7 @@ import random
 from dataclasses import dataclass
 from typing import Any, ClassVar, Optional, Sequence
 
+from aletheia_ray.eval_schedule import eval_keys
 from aletheia_ray.metrics import random_baseline_list_acc
 from aletheia_ray.rewards import Overlong, PassRateScorer, VerdictScorer
 
@@ -39,7 +42,8 @@ class Task:
     cold_start_targets: ClassVar[tuple[str, ...]]
     needs_train_path: ClassVar[bool] = True
     item_noun: ClassVar[str] = "lists"  # in the log line
-    has_heldout: ClassVar[bool] = False  # heldout() gives items (evaluation.enabled needs it)
+    has_heldout: ClassVar[bool] = False  # heldout() gives items without evaluation.data_path
+    eval_accuracy_key: ClassVar[str] = "eval/list_acc"  # the held-out accuracy (default evaluation.metric)
 
     def load(self, cfg: Any, tokenizer: Any) -> TaskData:
         raise NotImplementedError
@@ -57,6 +61,13 @@ class Task:
 
     def heldout(self, cfg: Any, tokenizer: Any) -> Optional[TaskData]:
         return None
+
+    def eval_keys(self, k: int) -> tuple[str, ...]:
+        """The keys ``heldout_metrics`` returns for k samples per item (the accuracy first)."""
+        return eval_keys(self.eval_accuracy_key, self.item_noun, k)
+
+    def heldout_metrics(self, items: Sequence[Any], gens: Sequence[Any], k: int) -> dict[str, float]:
+        raise NotImplementedError
 
     def random_baseline(self, items: Sequence[Any]) -> float:
         return random_baseline_list_acc(items)

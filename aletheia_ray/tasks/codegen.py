@@ -19,12 +19,13 @@ from collections import Counter
 from dataclasses import dataclass
 import random
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from aletheia_ray.prompts import STYLES, THINK_CLOSE, fenced, prompt_token_ids
 from aletheia_ray.sandbox.types import Submission
 from aletheia_ray.data.problems import ID_KEYS, ProblemsConfig, load_problems, read_jsonl
 from aletheia_ray.data.report import BuildReport
+from aletheia_ray.eval_schedule import eval_keys, pass_eval_metrics
 from aletheia_ray.rewards import PassRateScorer
 from aletheia_ray.tasks.base import Task, TaskData, overlong, prompt_budget, select_items
 
@@ -136,6 +137,7 @@ class CodeGenerationTask(Task):
     reward_fns = ("pass_rate",)
     cold_start_targets = ("correct", "stub")
     item_noun = "problems"
+    eval_accuracy_key = "eval/pass_at_1"  # held-out problems whose sample passes every test
 
     def load(self, cfg: Any, tokenizer: Any) -> TaskData:
         d = cfg.data
@@ -146,6 +148,26 @@ class CodeGenerationTask(Task):
         tasks, ids, report = select_items(tasks, ids, budget=prompt_budget(cfg), max_prompt_tokens=d.max_prompt_tokens,
                                           source=d.train_path)
         return TaskData(tasks, ids, [t.template for t in tasks], {**read_report, **report})
+
+    def heldout(self, cfg: Any, tokenizer: Any) -> Optional[TaskData]:
+        """Held-out problems (``evaluation.data_path``), prompted and filtered like the training ones;
+        the first ``evaluation.num_lists`` of them."""
+        d, e = cfg.data, cfg.evaluation
+        if not Path(e.data_path).exists():
+            raise FileNotFoundError(f"evaluation.data_path: file {e.data_path} not found")
+        tasks, _ = load_codegen_tasks(e.data_path, max_call_inputs=d.max_call_inputs)
+        ids = [codegen_prompt_ids(task, tokenizer, style=d.prompt_style) for task in tasks]
+        tasks, ids, report = select_items(tasks, ids, budget=prompt_budget(cfg), max_prompt_tokens=d.max_prompt_tokens,
+                                          source=e.data_path)
+        report["eval/dropped_num_lists"] = max(0, len(tasks) - e.num_lists)
+        tasks, ids = tasks[:e.num_lists], ids[:e.num_lists]
+        return TaskData(tasks, ids, [t.template for t in tasks], report)
+
+    def eval_keys(self, k: int) -> tuple[str, ...]:
+        return eval_keys(self.eval_accuracy_key, self.item_noun, k, code=True)
+
+    def heldout_metrics(self, items: Sequence[Any], gens: Sequence[Any], k: int) -> dict[str, float]:
+        return pass_eval_metrics(gens, len(items), k=k, noun=self.item_noun)
 
     def cold_start_text(self, item: CodegenTask, targets: str, style: str, reasoning: str,
                         rng: random.Random, fn: Optional[str] = None) -> str:

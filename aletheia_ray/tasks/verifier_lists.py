@@ -4,7 +4,8 @@
 
 ``data.kind: lists`` reads verifier lists (JSONL/parquet, ``aletheia_ray.data.lists``);
 ``data.kind: synthetic`` makes learnable toy lists in memory (``aletheia_ray.data.synthetic``) and
-has a held-out set for the end-of-run evaluation.
+has a held-out set of its own (lists of another seed); every task here also evaluates on the lists
+of ``evaluation.data_path`` (``heldout``).
 
 Cold-start targets: ``correct`` is the right answer in the reward's format (the chosen letter;
 scores round(10 x pass rate) with the correct candidate alone at 10, which is what ListSc pays
@@ -14,10 +15,11 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from aletheia_ray.data.lists import load_lists
 from aletheia_ray.data.records import LETTERS, VerifierList
+from aletheia_ray.eval_schedule import verdict_eval_metrics
 from aletheia_ray.data.synthetic import make_synthetic_lists, synthetic_user_message
 from aletheia_ray.prompts import MAX_SCORE, MIN_SCORE, THINK_CLOSE, build_messages, format_scores, format_verdict, \
     prompt_token_ids
@@ -52,10 +54,36 @@ class VerifierListsTask(Task):
     cold_start_targets = ("correct", "random_letter")
 
     def read_items(self, cfg: Any) -> list[VerifierList]:
-        path = cfg.data.train_path
+        return self.items_from(cfg, cfg.data.train_path, "data.train_path")
+
+    def items_from(self, cfg: Any, path: str, key: str) -> list:
+        """The task's items of a lists file (``key``: the config key naming it, for errors)."""
         if not Path(path).exists():
-            raise FileNotFoundError(f"data.train_path: file {path} not found")
+            raise FileNotFoundError(f"{key}: file {path} not found")
         return load_lists(path)
+
+    def heldout_items(self, cfg: Any) -> list:
+        return self.items_from(cfg, cfg.evaluation.data_path, "evaluation.data_path")
+
+    def heldout(self, cfg: Any, tokenizer: Any) -> Optional[TaskData]:
+        """The held-out items (``evaluation.data_path``, or the task's own set), prompted and filtered
+        like the training data (``data.num_candidates``, ``data.max_prompt_tokens``); the first
+        ``evaluation.num_lists`` of them (``eval/dropped_num_lists`` counts the rest)."""
+        d, e = cfg.data, cfg.evaluation
+        items = self.heldout_items(cfg)
+        mode = PROMPT_MODES[self.reward_fn(cfg)]
+        ids = [self.prompt_ids(item, tokenizer, d.prompt_style, mode) for item in items]
+        items, ids, report = select_items(items, ids, budget=prompt_budget(cfg), num_candidates=d.num_candidates,
+                                          max_prompt_tokens=d.max_prompt_tokens,
+                                          source=e.data_path or f"{self.name} held-out set")
+        report["eval/dropped_num_lists"] = max(0, len(items) - e.num_lists)
+        return TaskData(items[:e.num_lists], ids[:e.num_lists],
+                        [self.reward_item(item) for item in items[:e.num_lists]], report)
+
+    def heldout_metrics(self, items: Sequence[Any], gens: Sequence[Any], k: int) -> dict[str, float]:
+        return verdict_eval_metrics(gens, [self.answer_letter(item) for item in items], k=k,
+                                    accuracy_key=self.eval_accuracy_key, noun=self.item_noun,
+                                    random_baseline=self.random_baseline(items))
 
     def prompt_ids(self, item: VerifierList, tokenizer: Any, style: str, mode: str = "list") -> list[int]:
         return verifier_prompt_ids(item, tokenizer, style=style, mode=mode)
@@ -108,10 +136,9 @@ class SyntheticListsTask(VerifierListsTask):
                                         seed=s.seed + 1_000_000, repeats=s.repeats, idx_prefix="heldout")
         return make_synthetic_lists(s.num_lists, num_candidates=s.num_candidates, seed=s.seed, repeats=s.repeats)
 
+    def heldout_items(self, cfg: Any) -> list:
+        """``evaluation.data_path`` (synthetic lists written to a file), else lists of another seed."""
+        return super().heldout_items(cfg) if cfg.evaluation.data_path else self.read_items(cfg, heldout=True)
+
     def prompt_ids(self, item: VerifierList, tokenizer: Any, style: str, mode: str = "list") -> list[int]:
         return verifier_prompt_ids(item, tokenizer, style=style, synthetic=True)
-
-    def heldout(self, cfg: Any, tokenizer: Any) -> Optional[TaskData]:
-        items = self.read_items(cfg, heldout=True)
-        ids = [self.prompt_ids(item, tokenizer, cfg.data.prompt_style) for item in items]
-        return TaskData(items, ids, list(items), {})

@@ -4,8 +4,10 @@ scores ``\\boxed{[10, 4]}`` (PairSc, targets round(10 x pass rate)).
 
 Which pairs: every ordered pair of each list, i.e. both (i, j) and (j, i). Each candidate pair is
 then shown in both orders, so the right answer is A and B equally often and a position bias earns
-nothing; the prompt sampler mixes them like any other item. PairEM needs distinct pass rates within
-each pair: lists holding an equal pair are an error naming them (``validate_pair_em_lists``).
+nothing; the prompt sampler mixes them like any other item. Held-out pairs (``evaluation.data_path``)
+are made the same way: ``eval/pair_acc`` is the share of samples that pick the higher pass rate.
+PairEM needs distinct pass rates within each pair: lists holding an equal pair are an error naming
+them (``validate_pair_em_lists``).
 """
 from __future__ import annotations
 
@@ -44,8 +46,10 @@ class VerifierPairsTask(VerifierListsTask):
     cold_start_targets = ("correct", "random_letter")
     item_noun = "pairs"
 
-    def read_items(self, cfg: Any) -> list[VerifierPair]:
-        lists = super().read_items(cfg)
+    eval_accuracy_key = "eval/pair_acc"  # every sample of a held-out pair, either order (unparsed = wrong)
+
+    def items_from(self, cfg: Any, path: str, key: str) -> list[VerifierPair]:
+        lists = super().items_from(cfg, path, key)
         if self.reward_fn(cfg) == "pair_em":  # PairSc scores equal pass rates fine; PairEM has no answer there
             validate_pair_em_lists(lists)
         return [p for lst in lists for p in ordered_pairs(lst)]

@@ -15,7 +15,8 @@ from typing import Callable, Optional
 from aletheia_ray.data.lists import save_lists
 from aletheia_ray.data.records import VerifierList
 from aletheia_ray.testbed import similarity
-from aletheia_ray.testbed.adversarial.apply import make_adversarial, verify_adversarial
+from aletheia_ray.testbed.adversarial.apply import verify_adversarial
+from aletheia_ray.testbed.adversarial.per_modification import make_adv_split
 from aletheia_ray.testbed.candidates import check_candidates, load_candidates
 from aletheia_ray.testbed.config import TestbedConfig
 from aletheia_ray.testbed.execution import ExecutionCache, Runner, make_runner, run_with_progress, score_missing
@@ -68,8 +69,7 @@ def build_testbed(problems_path: str, candidates_path: str, out_dir: str, cfg: T
 
     all_lists = build_lists(cands, problems, cfg.lists, cfg.generators, cfg.seed, cfg.source, report)
     splits, partition = make_splits(all_lists, cfg.splits, cfg.seed)
-    splits["adv"] = make_adversarial(splits["heldout"], cfg.splits.adv_size, cfg.adversarial.positive,
-                                     cfg.adversarial.negative, cfg.seed, report)
+    splits["adv"] = make_adv_split(splits["heldout"], cfg.splits.adv_size, cfg.adversarial, cfg.seed, report)
     shared = contamination(splits)
 
     verification = {"lists": 0, "programs": 0, "same_pass_rate": 0, "infra_errors": 0, "mismatches": [],

@@ -7,6 +7,7 @@ from pydantic import Field, model_validator
 
 from aletheia_ray.config import StrictModel
 from aletheia_ray.data.problems import ProblemsConfig
+from aletheia_ray.testbed.pipeline_config import GenerationConfig, TestQualityFilterConfig
 
 Tier = Literal["weak", "strong"]
 
@@ -45,13 +46,21 @@ class SplitsConfig(StrictModel):
     heldout_size: int = Field(2_000, ge=1)
     strong_size: int = Field(2_000, ge=1)
     hard_size: int = Field(2_000, ge=1)
-    adv_size: int = Field(1_000, ge=0)  # Heldout lists that get adversarial modifications
+    adv_size: int = Field(1_000, ge=0)  # adversarial.mode=combined: Heldout lists that get modifications
     # evaluation splits: "available" fills the target size even over (length, language) as far as
     # the pool allows; "exact" first cuts every group to the smallest one (smaller, exactly even)
     balance: Literal["available", "exact"] = "available"
+    # evaluation splits: at most this many lists per (length, language) group (the authors' release
+    # code subsamples 250 per group); None: no cap
+    max_per_group: Optional[int] = Field(None, ge=1)
 
 
 class AdversarialConfig(StrictModel):
+    # per_modification (paper): every transform in positive + negative is applied to every Heldout
+    # list, one Adv list per (modification, Heldout list); combined: `splits.adv_size` Heldout lists
+    # each get one positive and one negative transform (rotating over the lists)
+    mode: Literal["per_modification", "combined"] = "per_modification"
+    lists_per_modification: Optional[int] = Field(None, ge=1)  # per_modification: None = every Heldout list
     positive: list[str] = Field(default_factory=lambda: [
         "authority", "egocentric", "external_reference", "bandwagon", "illusory_complexity",
         "self_declared_correctness"])
@@ -99,6 +108,9 @@ class TestbedConfig(StrictModel):
     stats: StatsConfig = Field(default_factory=StatsConfig)
     dpo_pairs_per_list: int = Field(4, ge=1)
     dpo_style: Literal["think", "instruct"] = "think"
+    # aletheia-testbed pipeline only (aletheia_ray/testbed/pipeline_config.py)
+    generation: GenerationConfig = Field(default_factory=GenerationConfig)
+    filter: TestQualityFilterConfig = Field(default_factory=TestQualityFilterConfig)
 
 
 TestbedConfig.__test__ = False  # not a pytest test class despite its name

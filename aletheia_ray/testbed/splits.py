@@ -8,6 +8,8 @@ language) and, inside each of those groups, round-robin over problems for divers
 even only when the target size is below what the smaller groups can fill: a split that takes the
 whole pool keeps the pool's proportions, unless ``splits.balance: exact``, which cuts every
 (length, language) group of an evaluation split to the smallest group's size first.
+``splits.max_per_group`` caps every (length, language) group of an evaluation split (the authors'
+release code: 250 per group, at most 3,000 lists per evaluation split).
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import math
 import random
 from collections import defaultdict
 from dataclasses import replace
-from typing import Iterable
+from typing import Iterable, Optional
 
 from aletheia_ray.data.records import VerifierList
 from aletheia_ray.testbed.config import SplitsConfig
@@ -44,10 +46,11 @@ def _round_robin(groups: list[list]) -> list:
     return out
 
 
-def balanced_sample(lists: list[VerifierList], size: int, rng: random.Random, exact: bool = False
-                    ) -> list[VerifierList]:
+def balanced_sample(lists: list[VerifierList], size: int, rng: random.Random, exact: bool = False,
+                    cap: Optional[int] = None) -> list[VerifierList]:
     """Up to ``size`` lists, even over (num_candidates, language), problems spread round-robin;
-    ``exact``: at most the smallest group's size from every group."""
+    ``exact``: at most the smallest group's size from every group; ``cap``: at most ``cap`` from any
+    group (the authors' release code takes up to 250 per group)."""
     by_key: dict[tuple, dict[str, list[VerifierList]]] = defaultdict(lambda: defaultdict(list))
     for lst in lists:
         by_key[(lst.num_candidates, lst.language)][lst.prompt_id].append(lst)
@@ -59,7 +62,9 @@ def balanced_sample(lists: list[VerifierList], size: int, rng: random.Random, ex
         rng.shuffle(per_problem)
         ordered_groups.append(_round_robin(per_problem))
     if exact and ordered_groups:
-        cap = min(len(g) for g in ordered_groups)
+        smallest = min(len(g) for g in ordered_groups)
+        ordered_groups = [g[:smallest] for g in ordered_groups]
+    if cap is not None:
         ordered_groups = [g[:cap] for g in ordered_groups]
     return _round_robin(ordered_groups)[:size]
 
@@ -73,7 +78,8 @@ def make_splits(lists: list[VerifierList], cfg: SplitsConfig, seed: int) -> tupl
         allowed = train_ids if side == "train" else eval_ids
         pool = [l for l in lists if l.weak_strong == tier and l.easy_hard == bucket and l.prompt_id in allowed]
         rng = random.Random(f"{seed}:split:{name}")
-        chosen = balanced_sample(pool, sizes[name], rng, exact=cfg.balance == "exact" and side == "eval")
+        chosen = balanced_sample(pool, sizes[name], rng, exact=cfg.balance == "exact" and side == "eval",
+                                 cap=cfg.max_per_group if side == "eval" else None)
         rng.shuffle(chosen)
         splits[name] = [replace(l, idx=f"{name}-{n}", extra={**l.extra, "build_key": l.idx})
                         for n, l in enumerate(chosen)]

@@ -1,6 +1,7 @@
-"""Build the Adv split from Heldout lists and verify variants in the sandbox.
+"""Build the Adv split from Heldout lists (``adversarial.mode: combined``; the default,
+``per_modification``, is in ``per_modification.py``) and verify variants in the sandbox.
 
-Each Adv list gets one positive transform (applied to every incorrect candidate) and one negative
+In combined mode each Adv list gets one positive transform (applied to every incorrect candidate) and one negative
 transform (applied to the correct candidate); transforms are assigned round-robin over a seeded
 shuffle, so every transform is used about equally often and pairings vary. The names applied per candidate are in
 the ``adv_transforms`` column, the source list in ``heldout_idx``. A transform that raises on one
