@@ -90,21 +90,12 @@ def main(argv=None) -> int:
         summary = build_dpo_pairs(args.lists, args.samples, args.out, cfg.dpo_pairs_per_list, cfg.dpo_style, cfg.seed)
         print(json.dumps(summary, indent=1), file=sys.stderr)
         return 0
-    from aletheia_ray.testbed.build import BuildError, build_testbed
+    from aletheia_ray.testbed.build import build_testbed
 
     if args.cmd == "pipeline":
         from aletheia_ray.testbed.pipeline import run_pipeline
 
-        try:
-            run_pipeline(args.problems, args.out, cfg, ray_hooks=_pipeline_ray_hooks())
-        except BuildError as e:
-            print(f"aletheia-testbed: {e}", file=sys.stderr)
-            return 1
-        except (ValueError, FileNotFoundError) as e:
-            print(f"aletheia-testbed: {e}", file=sys.stderr)
-            return 2
-        return 0
-
+        return _exit_code(lambda: run_pipeline(args.problems, args.out, cfg, ray_hooks=_pipeline_ray_hooks()))
     runner_factory, session = None, contextlib.nullcontext()
     if cfg.execution.backend == "ray":
         from aletheia_ray.actors.cluster import ray_session
@@ -112,14 +103,22 @@ def main(argv=None) -> int:
 
         runner_factory, session = (lambda: testbed_runner(cfg.execution)), ray_session(prefix="ray-testbed-")
     with session:
-        try:
-            build_testbed(args.problems, args.candidates, args.out, cfg, runner_factory=runner_factory)
-        except BuildError as e:
-            print(f"aletheia-testbed: {e}", file=sys.stderr)
-            return 1
-        except (ValueError, FileNotFoundError) as e:
-            print(f"aletheia-testbed: {e}", file=sys.stderr)
-            return 2
+        return _exit_code(lambda: build_testbed(args.problems, args.candidates, args.out, cfg,
+                                                runner_factory=runner_factory))
+
+
+def _exit_code(build) -> int:
+    """Run a build: 0 done, 1 built but an invariant failed (BuildError), 2 bad input (named)."""
+    from aletheia_ray.testbed.build import BuildError
+
+    try:
+        build()
+    except BuildError as e:
+        print(f"aletheia-testbed: {e}", file=sys.stderr)
+        return 1
+    except (ValueError, FileNotFoundError) as e:
+        print(f"aletheia-testbed: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

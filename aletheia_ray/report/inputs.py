@@ -26,6 +26,8 @@ from typing import Any, Optional, Sequence
 
 import yaml
 
+from aletheia_ray.tracking import read_metrics
+
 CANONICAL_SPLITS = {"heldout": "Heldout", "held_out": "Heldout", "strong": "Strong", "hard": "Hard", "adv": "Adv"}
 SPLIT_ORDER = ["Heldout", "Strong", "Hard", "Adv"]
 REQUIRED_SCORE_KEYS = ("list_acc", "kendall_tau_b", "parse_rate", "sc_at_k", "random_baseline_list_acc",
@@ -146,15 +148,9 @@ def load_run(path: Path) -> RunInput:
         if not p.is_file():
             raise FileNotFoundError(f"run directory {path}: {p.name} not found")
     by_step: dict[int, dict[str, Any]] = {}
-    for n, line in enumerate(metrics_path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{metrics_path}: line {n} is not JSON ({exc.msg})") from None
+    for n, row in enumerate(read_metrics(path), start=1):  # a non-JSON line: ValueError naming file and line
         if not isinstance(row, dict) or not isinstance(row.get("step"), int):
-            raise ValueError(f"{metrics_path}: line {n} has no integer 'step'")
+            raise ValueError(f"{metrics_path}: record {n} has no integer 'step'")
         by_step[row["step"]] = row
     config = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
     if not isinstance(config, dict):

@@ -140,28 +140,30 @@ class CodeGenerationTask(Task):
     eval_accuracy_key = "eval/pass_at_1"  # held-out problems whose sample passes every test
 
     def load(self, cfg: Any, tokenizer: Any) -> TaskData:
-        d = cfg.data
-        if not Path(d.train_path).exists():
-            raise FileNotFoundError(f"data.train_path: file {d.train_path} not found")
-        tasks, read_report = load_codegen_tasks(d.train_path, max_call_inputs=d.max_call_inputs)
-        ids = [codegen_prompt_ids(task, tokenizer, style=d.prompt_style) for task in tasks]
-        tasks, ids, report = select_items(tasks, ids, budget=prompt_budget(cfg), max_prompt_tokens=d.max_prompt_tokens,
-                                          source=d.train_path)
+        tasks, ids, read_report, report = self._read(cfg.data.train_path, "data.train_path", cfg, tokenizer)
         return TaskData(tasks, ids, [t.template for t in tasks], {**read_report, **report})
 
     def heldout(self, cfg: Any, tokenizer: Any) -> Optional[TaskData]:
         """Held-out problems (``evaluation.data_path``), prompted and filtered like the training ones;
         the first ``evaluation.num_lists`` of them."""
-        d, e = cfg.data, cfg.evaluation
-        if not Path(e.data_path).exists():
-            raise FileNotFoundError(f"evaluation.data_path: file {e.data_path} not found")
-        tasks, _ = load_codegen_tasks(e.data_path, max_call_inputs=d.max_call_inputs)
-        ids = [codegen_prompt_ids(task, tokenizer, style=d.prompt_style) for task in tasks]
-        tasks, ids, report = select_items(tasks, ids, budget=prompt_budget(cfg), max_prompt_tokens=d.max_prompt_tokens,
-                                          source=e.data_path)
+        e = cfg.evaluation
+        tasks, ids, _, report = self._read(e.data_path, "evaluation.data_path", cfg, tokenizer)
         report["eval/dropped_num_lists"] = max(0, len(tasks) - e.num_lists)
         tasks, ids = tasks[:e.num_lists], ids[:e.num_lists]
         return TaskData(tasks, ids, [t.template for t in tasks], report)
+
+    @staticmethod
+    def _read(path: str, key: str, cfg: Any, tokenizer: Any):
+        """Problems of ``path`` (config key ``key``), prompted, then kept by the prompt-length filters;
+        with the reading and the filters' reports."""
+        d = cfg.data
+        if not Path(path).exists():
+            raise FileNotFoundError(f"{key}: file {path} not found")
+        tasks, read_report = load_codegen_tasks(path, max_call_inputs=d.max_call_inputs)
+        ids = [codegen_prompt_ids(task, tokenizer, style=d.prompt_style) for task in tasks]
+        tasks, ids, report = select_items(tasks, ids, budget=prompt_budget(cfg), max_prompt_tokens=d.max_prompt_tokens,
+                                          source=path)
+        return tasks, ids, read_report, report
 
     def eval_keys(self, k: int) -> tuple[str, ...]:
         return eval_keys(self.eval_accuracy_key, self.item_noun, k, code=True)
