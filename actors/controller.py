@@ -28,21 +28,20 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, Optional
 
 import ray
 from transformers import AutoTokenizer
 
 from aletheia_ray.actors.cluster import ray_session
-from aletheia_ray.actors.colocation import Colocation, call_engines, role_layouts
+from aletheia_ray.actors.colocation import Colocation, role_layouts
 from aletheia_ray.actors.group import ActorGroup
 from aletheia_ray.actors.memory_poll import PeakMemoryPoll
 from aletheia_ray.actors.learner import LearnerGroup, learner_bundles
 from aletheia_ray.actors.reference import ReferenceActor
 from aletheia_ray.actors.reward import RewardPool
 from aletheia_ray.actors.rollout import RolloutPool
-from aletheia_ray.actors.rollout_recovery import sync_with_recovery
+from aletheia_ray.actors.rollout_weights import RolloutWeights
 from aletheia_ray.actors.weight_sync.transports import WeightSync
 from aletheia_ray import checkpoint as ckpt
 from aletheia_ray.algorithms.advantages import ADVANTAGE_ESTIMATORS
@@ -91,7 +90,8 @@ class Trainer:
         self.reference_group = ActorGroup("reference")  # the reference actor (created in start, if used)
         self.colocation = None  # colocate.enabled: the placement group every GPU role shares (start)
         self.learner_placement = None  # otherwise: the learner ranks' placement group, reserved first (start)
-        self.learner = self.rollout = self.reference = self.rewards = self.sandbox = self.weight_sync = None
+        self.heldout = None  # the task's held-out items, loaded at the first evaluation
+        self.learner = self.rollout = self.reference = self.rewards = self.sandbox = self.rollout_weights = None
         self.memory_poll = PeakMemoryPoll(self._memory_actors)
 
     # ------------------------------------------------------------------ setup
@@ -169,8 +169,11 @@ class Trainer:
             if client_state.get("step") != self.state.step:
                 raise RuntimeError(f"checkpoint {resume_dir}: learner state is at step {client_state.get('step')}, "
                                    f"controller state at step {self.state.step}")
-        self.weight_sync = WeightSync(cfg.sync.transport, cfg.sync.bucket_mb, cfg.sync.timeout_s, backend=l.backend)
-        self.rollout.weight_loader = self._load_current_weights  # a replaced engine (actors/rollout_recovery.py)
+        sleeps = self.colocation is not None and cfg.colocate.sleep_rollout
+        self.rollout_weights = RolloutWeights(
+            WeightSync(cfg.sync.transport, cfg.sync.bucket_mb, cfg.sync.timeout_s, backend=l.backend), self.learner,
+            self.rollout, sleep_level=cfg.colocate.sleep_level if sleeps else None,
+            learner_holds_rollout_weights=not self.sync_policy.max_staleness)
 
     def restore_sampler(self, state: dict[str, Any]) -> None:
         self.sampler.load_state_dict(state)
@@ -186,7 +189,7 @@ class Trainer:
         rows = []
         if cs.lr is not None:
             self.learner.set_lr(cs.lr)
-        self._rollout_sleep()
+        self.rollout_weights.sleep()
         for s in range(cs.steps):
             idx = sampler.next_batch()
             completions = []
@@ -204,28 +207,10 @@ class Trainer:
             self.learner.set_lr(self.cfg.learner.lr)
         with open(self.out / "cold_start.jsonl", "w") as f:
             f.writelines(json.dumps(r) + "\n" for r in rows)
-        self._sync_rollout()
+        self.rollout_weights.sync()
         self._resync_reference(step=0)
         self.state.cold_start_done = True
         return rows[-1]
-
-    def _rollout_sleep(self) -> None:
-        """Colocated with ``colocate.sleep_rollout``: every engine releases its GPU memory for training
-        (vLLM sleep mode; nothing is generating: async_tis is refused with colocation)."""
-        if self.colocation is not None and self.cfg.colocate.sleep_rollout:
-            call_engines(self.rollout.engines, "sleep", self.cfg.colocate.sleep_level)
-
-    def _rollout_wake(self, tags: list[str]) -> None:
-        if self.colocation is not None and self.cfg.colocate.sleep_rollout:
-            call_engines(self.rollout.engines, "wake_up", tags)
-
-    def _sync_rollout(self) -> dict[str, float]:
-        """Learner -> engines; colocated: wake the weights, load them, then wake the KV cache (verl's
-        order: the cache is allocated again only once the new weights are in)."""
-        self._rollout_wake(["weights"])
-        sync = sync_with_recovery(self.weight_sync, self.learner, self.rollout)
-        self._rollout_wake(["kv_cache"])
-        return sync
 
     def _resync_reference(self, step: int) -> None:
         """Reference := current policy; its weights are also kept on disk for checkpoints."""
@@ -236,17 +221,6 @@ class Trainer:
         shutil.rmtree(self.ref_model, ignore_errors=True)
         self.learner.save_hf(self.ref_model)
         self.state.ref_synced_step = step
-
-    def _load_current_weights(self, engine_indices: list[int]) -> None:
-        """Load the learner's current weights into replaced rollout engines (object store, whatever
-        ``sync.transport`` is: the next regular sync builds a new collective group with them). Only
-        right when the engines hold the learner's weights, i.e. no update runs during generation."""
-        if self.sync_policy.max_staleness:
-            raise RuntimeError("async_tis generates while the learner updates: the weights the rest of the batch "
-                               "comes from are no longer on the learner; resume from the last checkpoint")
-        s = self.cfg.sync
-        replaced = SimpleNamespace(engines=[self.rollout.engines[i] for i in engine_indices])
-        WeightSync("object_store", s.bucket_mb, s.timeout_s).sync(self.learner, replaced)
 
     def _generate(self, step: int, idx: list[int]):
         r, a = self.cfg.rollout, self.cfg.algorithm
@@ -312,13 +286,13 @@ class Trainer:
             trained, filter_metrics = self._filter(kept)
             metrics.update(filter_metrics)
             actor, batch = {"actor/skipped_update": 1.0}, None
-            self._rollout_sleep()  # colocated: the GPUs are the learner's until the sync
+            self.rollout_weights.sleep()  # colocated: the GPUs are the learner's until the sync
             if trained:
                 batch, actor = self._train(step, trained, metrics, timer, stale=staleness > 0)
             with timer("gen_wait"):  # generation and weight loading never overlap
                 self.schedule.wait_for_next()
             with timer("sync"):
-                sync = self._sync_rollout()
+                sync = self.rollout_weights.sync()
                 self.schedule.weights_loaded(self.state.updates)
             if self.reference is not None and cfg.reference.sync_steps and step % cfg.reference.sync_steps == 0:
                 with timer("ref_sync"):
@@ -401,7 +375,7 @@ class Trainer:
         """The current policy on the task's held-out items (loaded once): ``evaluation.num_samples``
         each at the evaluation T/top-p, scored by the task's reward -> ``eval/*`` (``Task.heldout_metrics``)."""
         e, start = self.cfg.evaluation, time.perf_counter()
-        if getattr(self, "heldout", None) is None:
+        if self.heldout is None:
             self.heldout = self.task.heldout(self.cfg, self.tokenizer)
             log.warning("held-out evaluation: %d %s (%s)", len(self.heldout.items), self.task.item_noun,
                         self.heldout.report)

@@ -162,5 +162,5 @@ class PreferenceTrainer(Trainer):
         return metrics
 
     def evaluate(self) -> dict[str, float]:
-        self._sync_rollout()  # the engines still hold the starting policy (a dead one is replaced first)
+        self.rollout_weights.sync()  # the engines still hold the starting policy (a dead one is replaced first)
         return super().evaluate()
