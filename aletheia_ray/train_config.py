@@ -293,9 +293,6 @@ class TrainConfig(StrictModel):
         data = info.data.get("data")
         if data is None or not evaluation.enabled:
             return evaluation
-        if evaluation.data_path is None and not data.task.has_heldout:
-            raise key_error("data_path", None, f"evaluation.enabled: data.kind {data.kind!r} has no held-out set of "
-                                               f"its own; set evaluation.data_path to a held-out file")
         keys = data.task.eval_keys(evaluation.num_samples)
         if evaluation.metric is None:
             evaluation.metric = keys[0]
@@ -321,6 +318,10 @@ class TrainConfig(StrictModel):
         a = self.algorithm
         if a.entry.offline_data is not None:
             self._check_offline()
+        e = self.evaluation  # after the offline check: its error names the real problem of such a config
+        if e.enabled and e.data_path is None and not self.data.task.has_heldout:
+            raise ValueError(f"evaluation.enabled: data.kind {self.data.kind!r} has no held-out set of its own; "
+                             "set evaluation.data_path to a held-out file")
         policy = make_sync_policy(a.sync_mode, a.updates_per_generation, a.tis_cap)  # errors name the key
         if a.prompts_per_step < policy.updates_per_generation:
             raise ValueError(f"algorithm.updates_per_generation ({a.updates_per_generation}) mini-batches of whole "

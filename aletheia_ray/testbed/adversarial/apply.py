@@ -82,7 +82,7 @@ def make_adversarial(heldout: list[VerifierList], size: int, positive: list[str]
 def _verification_sample(adv: list[VerifierList], sample: int, per_transform: int, seed: int
                          ) -> tuple[list[tuple[VerifierList, int]], int]:
     """Programs to re-run: ``per_transform`` per (transform, language) present in ``adv`` (so a
-    rarely drawn transform is never skipped), plus every program of ``sample`` random lists."""
+    rarely drawn transform is never skipped), plus every modified program of ``sample`` random lists."""
     rng = random.Random(f"{seed}:adv-verify")
     strata: dict[tuple[str, str], list[tuple[VerifierList, int]]] = {}
     for lst in adv:
@@ -94,9 +94,10 @@ def _verification_sample(adv: list[VerifierList], sample: int, per_transform: in
         for lst, k in rng.sample(strata[key], min(per_transform, len(strata[key]))):
             picked[(lst.idx, k)] = (lst, k)
     chosen = rng.sample(adv, min(sample, len(adv)))
-    for lst in chosen:
-        for k in range(len(lst.candidates)):
-            picked.setdefault((lst.idx, k), (lst, k))
+    for lst in chosen:  # its modified programs (an unmodified one, "none", would be compared with itself)
+        for k, name in enumerate(lst.extra["adv_transforms"]):
+            if name != "none":
+                picked.setdefault((lst.idx, k), (lst, k))
     return list(picked.values()), len(chosen)
 
 
